@@ -1,0 +1,1 @@
+"""Bitcoin lane: RPC client, loader (mapper + writer), listener, reorg handling, backfill."""

@@ -1,0 +1,198 @@
+"""Moves the node's best chain into the database: ingest ranges, detect and apply reorgs, build the 10m timeline.
+
+The listener, backfill and reconcile commands are thin loops around these functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from app.btc.mapper import MappedBlock, map_block
+from app.btc.rpc import BitcoinRpc
+from app.btc.writer import BlockWriter, ChainMismatchError
+from app.progress import Progress
+
+log = logging.getLogger(__name__)
+
+RAW_COMPONENT = ("btc", "btc_raw_block_ingestion", "block")
+BUILDER_COMPONENT = ("btc", "btc_primitive_10m_builder", "10m")
+ANCESTOR_WINDOW = 200
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How blocks are fetched and grouped into database transactions."""
+
+    verbosity: int = 2
+    fetch_workers: int = 4
+    batch_blocks: int = 50
+    batch_max_tx: int = 100_000
+
+
+@dataclass
+class IngestResult:
+    blocks: int = 0
+    transactions: int = 0
+    checkpoint_height: int | None = None
+    mismatch_at: int | None = None
+
+
+def raw_checkpoint(conn: psycopg.Connection) -> int | None:
+    row = conn.execute(
+        "SELECT last_height FROM core.sync_checkpoints WHERE chain = %s AND component = %s AND \"interval\" = %s",
+        RAW_COMPONENT,
+    ).fetchone()
+    conn.commit()
+    return None if row is None else row[0]
+
+
+def record_error(conn: psycopg.Connection, component: tuple[str, str, str], message: str) -> None:
+    """Mark a checkpoint as failed (own transaction; the failed one is rolled back first)."""
+    conn.rollback()
+    with conn.transaction():
+        conn.execute("SELECT core.checkpoint_error(%s, %s, %s, %s)", (*component, message))
+
+
+def clear_error(conn: psycopg.Connection, component: tuple[str, str, str]) -> None:
+    with conn.transaction():
+        conn.execute("SELECT core.checkpoint_ok(%s, %s, %s)", component)
+
+
+def ingest_range(
+    conn: psycopg.Connection,
+    rpc: BitcoinRpc,
+    start: int,
+    end: int,
+    options: IngestOptions,
+    writer: BlockWriter | None = None,
+    progress: Progress | None = None,
+    after_batch: Callable[[int], None] | None = None,
+) -> IngestResult:
+    """Fetch and write heights start..end in batches (one transaction each).
+
+    Stops early with ``mismatch_at`` set when a block does not extend the stored chain (a reorg);
+    the caller resolves it with :func:`resolve_reorg` and calls again.
+    """
+    writer = writer or BlockWriter(conn)
+    result = IngestResult()
+    if end < start:
+        return result
+    batch: list[MappedBlock] = []
+    batch_tx = 0
+
+    def flush() -> None:
+        nonlocal batch, batch_tx
+        if not batch:
+            return
+        result.checkpoint_height = writer.write_batch(batch)
+        result.blocks += len(batch)
+        result.transactions += batch_tx
+        if progress:
+            progress.advance(len(batch), batch_tx)
+        if after_batch:
+            after_batch(batch[-1].height)
+        batch, batch_tx = [], 0
+
+    blocks = rpc.iter_blocks(list(range(start, end + 1)), options.verbosity, options.fetch_workers)
+    try:
+        for raw_block in blocks:
+            mapped = map_block(raw_block)
+            if batch and mapped.previous_block_hash != batch[-1].block_hash:
+                flush()
+                result.mismatch_at = mapped.height
+                return result
+            batch.append(mapped)
+            batch_tx += len(mapped.tx_rows)
+            if len(batch) >= options.batch_blocks or batch_tx >= options.batch_max_tx:
+                flush()
+        flush()
+    except ChainMismatchError as exc:
+        log.warning("chain mismatch while writing: %s", exc)
+        result.mismatch_at = batch[0].height if batch else start
+    finally:
+        blocks.close()
+    return result
+
+
+def find_common_ancestor(conn: psycopg.Connection, rpc: BitcoinRpc, from_height: int) -> int | None:
+    """Highest stored height at or below from_height whose hash the node also has at that height."""
+    height = from_height
+    while height >= 0:
+        low = max(0, height - ANCESTOR_WINDOW + 1)
+        rows = conn.execute(
+            "SELECT height, block_hash FROM raw.btc_blocks_raw WHERE height BETWEEN %s AND %s ORDER BY height DESC",
+            (low, height),
+        ).fetchall()
+        conn.commit()
+        if rows:
+            node_hashes = rpc.get_block_hashes([h for h, _ in rows])
+            for (h, stored), node in zip(rows, node_hashes, strict=True):
+                if stored == node:
+                    return h
+        height = low - 1
+    return None
+
+
+def resolve_reorg(conn: psycopg.Connection, rpc: BitcoinRpc, suspect_height: int, detected_by: str) -> int:
+    """Find the common ancestor below suspect_height, drop the orphaned blocks, log the event. Returns depth."""
+    tip = rpc.get_block_count()
+    ancestor = find_common_ancestor(conn, rpc, min(suspect_height, tip))
+    new_tip_hash = rpc.get_block_hash(tip)
+    if ancestor is None:
+        # Nothing stored matches the node: treat everything as orphaned from below the lowest stored block.
+        (low,) = conn.execute("SELECT min(height) FROM raw.btc_blocks_raw").fetchone()
+        conn.commit()
+        if low is None:
+            return 0
+        raise RuntimeError(
+            f"no stored block at or below height {suspect_height} matches the node: is MQNODE_BTC_RPC_URL"
+            " pointing at another network? Re-ingest with `mqnode btc backfill --mode full`."
+        )
+    with conn.transaction():
+        (depth,) = conn.execute(
+            "SELECT core.apply_btc_reorg(%s, %s, %s)", (ancestor, new_tip_hash, detected_by)
+        ).fetchone()
+    if depth:
+        log.warning("reorg: %d block(s) above height %d orphaned; following tip %s", depth, ancestor, new_tip_hash)
+    return depth
+
+
+def stored_tip(conn: psycopg.Connection) -> tuple[int, str] | None:
+    row = conn.execute(
+        "SELECT b.height, b.block_hash FROM raw.btc_blocks_raw AS b"
+        " JOIN core.sync_checkpoints AS c ON c.chain = 'btc' AND c.component = 'btc_raw_block_ingestion'"
+        " AND c.\"interval\" = 'block' AND b.height = c.last_height"
+    ).fetchone()
+    conn.commit()
+    return None if row is None else (row[0], row[1])
+
+
+def build_timeline(
+    conn: psycopg.Connection,
+    target: datetime | None = None,
+    chunk_buckets: int | None = 4320,
+    progress: Progress | None = None,
+) -> tuple[datetime | None, datetime | None]:
+    """Run core.build_primitive_10m until nothing is left to build, one transaction per chunk of buckets.
+
+    Returns (first bucket written, last bucket written), or (None, None) when nothing needed building.
+    """
+    first = last = None
+    while True:
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT from_bucket, to_bucket, bucket_count FROM core.build_primitive_10m(%s, %s)",
+                (target, chunk_buckets),
+            ).fetchone()
+        if row is None:
+            return first, last
+        from_bucket, to_bucket, count = row
+        first = first or from_bucket
+        last = to_bucket
+        if progress:
+            progress.advance(count)

@@ -1,0 +1,155 @@
+"""Bitcoin Core getblock (verbosity 2 or 3) JSON -> rows of raw.btc_blocks_raw and raw.btc_tx_raw.
+
+Mapping only: amounts become integer satoshis through Decimal, times become UTC datetimes, shapes are
+checked. Sums over a block, fee fallbacks and supply are computed in SQL (sql/functions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+SATOSHIS_PER_BTC = Decimal(100_000_000)
+
+BLOCK_COLUMNS = (
+    "height", "block_hash", "previous_block_hash", "block_time", "median_time", "tx_count", "size",
+    "stripped_size", "weight", "difficulty", "chainwork", "version", "merkle_root", "bits", "nonce",
+)
+TX_COLUMNS = (
+    "height", "event_time", "tx_index", "txid", "size", "vsize", "weight", "is_coinbase", "is_segwit",
+    "input_count", "output_count", "output_value_sat", "fee_sat",
+)
+
+
+class MalformedBlockError(ValueError):
+    """A getblock response that cannot be mapped; names the block and the field."""
+
+
+@dataclass(frozen=True)
+class MappedBlock:
+    """One block as rows: a raw.btc_blocks_raw tuple and its raw.btc_tx_raw tuples."""
+
+    height: int
+    block_hash: str
+    previous_block_hash: str | None
+    block_row: tuple
+    tx_rows: list[tuple]
+
+
+def btc_to_sat(value: Any, where: str) -> int:
+    """Exact BTC amount (Decimal, int or numeric string) -> satoshis; floats go through their repr."""
+    if isinstance(value, bool) or value is None:
+        raise MalformedBlockError(f"{where}: amount missing or not a number ({value!r})")
+    try:
+        amount = value if isinstance(value, Decimal) else Decimal(str(value))
+        sats = amount * SATOSHIS_PER_BTC
+    except (InvalidOperation, ValueError) as exc:
+        raise MalformedBlockError(f"{where}: amount {value!r} is not a number") from exc
+    if not sats.is_finite() or sats != sats.to_integral_value():
+        raise MalformedBlockError(f"{where}: amount {value!r} is not a whole number of satoshis")
+    if sats < 0:
+        raise MalformedBlockError(f"{where}: negative amount {value!r}")
+    return int(sats)
+
+
+def _require(obj: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(obj, dict):
+        raise MalformedBlockError(f"{where}: expected an object, got {type(obj).__name__}")
+    if key not in obj:
+        raise MalformedBlockError(f"{where}: field '{key}' missing")
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise MalformedBlockError(f"{where}: field '{key}' has type {type(value).__name__}")
+    return value
+
+
+def _optional_int(obj: dict, key: str, where: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise MalformedBlockError(f"{where}: field '{key}' has type {type(value).__name__}")
+    return value
+
+
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def map_block(block: Any) -> MappedBlock:
+    """Map one getblock verbosity 2/3 result; raises MalformedBlockError naming block and field."""
+    if not isinstance(block, dict):
+        raise MalformedBlockError(f"getblock result is {type(block).__name__}, expected an object")
+    height = _require(block, "height", int, "block")
+    block_hash = _require(block, "hash", str, f"block {height}")
+    where = f"block {height} ({block_hash})"
+    if len(block_hash) != 64:
+        raise MalformedBlockError(f"{where}: field 'hash' is not 64 hex characters")
+    previous = block.get("previousblockhash")
+    if previous is None and height != 0:
+        raise MalformedBlockError(f"{where}: field 'previousblockhash' missing")
+    txs = _require(block, "tx", list, where)
+    if not txs:
+        raise MalformedBlockError(f"{where}: field 'tx' is empty")
+    if not isinstance(txs[0], dict):
+        raise MalformedBlockError(f"{where}: field 'tx' holds txids only; call getblock with verbosity 2 or 3")
+    block_time_s = _require(block, "time", int, where)
+    median_time_s = _optional_int(block, "mediantime", where)
+    event_time = _utc(median_time_s if median_time_s is not None else block_time_s)
+    difficulty = _require(block, "difficulty", (Decimal, int, float), where)
+    n_tx = block.get("nTx", len(txs))
+    if n_tx != len(txs):
+        raise MalformedBlockError(f"{where}: nTx {n_tx} but {len(txs)} transactions")
+
+    tx_rows: list[tuple] = []
+    for index, tx in enumerate(txs):
+        tx_where = f"{where} tx {index}"
+        vin = _require(tx, "vin", list, tx_where)
+        vout = _require(tx, "vout", list, tx_where)
+        if not vin:
+            raise MalformedBlockError(f"{tx_where}: field 'vin' is empty")
+        is_coinbase = "coinbase" in vin[0]
+        if is_coinbase != (index == 0):
+            raise MalformedBlockError(f"{tx_where}: coinbase input {'at' if is_coinbase else 'missing from'} position {index}")
+        try:
+            output_value = sum(btc_to_sat(out["value"], f"{tx_where} vout {n}") for n, out in enumerate(vout))
+        except (KeyError, TypeError) as exc:
+            raise MalformedBlockError(f"{tx_where}: output without 'value'") from exc
+        fee = tx.get("fee")
+        fee_sat = None if is_coinbase or fee is None else btc_to_sat(fee, f"{tx_where} fee")
+        tx_rows.append((
+            height,
+            event_time,
+            index,
+            _require(tx, "txid", str, tx_where),
+            _require(tx, "size", int, tx_where),
+            _optional_int(tx, "vsize", tx_where),
+            _optional_int(tx, "weight", tx_where),
+            is_coinbase,
+            any(inp.get("txinwitness") for inp in vin),
+            len(vin),
+            len(vout),
+            output_value,
+            fee_sat,
+        ))
+
+    block_row = (
+        height,
+        block_hash,
+        previous,
+        _utc(block_time_s),
+        _utc(median_time_s) if median_time_s is not None else None,
+        len(txs),
+        _require(block, "size", int, where),
+        _optional_int(block, "strippedsize", where),
+        _optional_int(block, "weight", where),
+        difficulty if isinstance(difficulty, Decimal) else Decimal(str(difficulty)),
+        _require(block, "chainwork", str, where),
+        _require(block, "version", int, where),
+        _require(block, "merkleroot", str, where),
+        _require(block, "bits", str, where),
+        _require(block, "nonce", int, where),
+    )
+    return MappedBlock(height, block_hash, previous, block_row, tx_rows)

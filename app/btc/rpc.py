@@ -1,0 +1,186 @@
+"""Bitcoin Core JSON-RPC client on python-bitcoinrpc.
+
+AuthServiceProxy keeps one HTTP connection and is not thread-safe, so every thread gets its own
+proxy. Connection errors, timeouts, HTTP 5xx without a JSON-RPC body and Core's warm-up code (-28)
+are retried with exponential backoff; a JSON-RPC error from Core (bad height, unknown block) is not.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from bitcoinrpc.authproxy import AuthServiceProxy, JSONRPCException
+
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RPC_IN_WARMUP = -28
+RETRYABLE_PROXY_CODES = (-342, -343)  # non-JSON HTTP answer (e.g. 502 from a proxy), missing result
+TRANSPORT_ERRORS = (OSError, socket.timeout, http.client.HTTPException, ConnectionError)
+
+
+class RpcError(RuntimeError):
+    """A Bitcoin Core RPC call failed for good (after retries, or with a non-retryable error)."""
+
+    def __init__(self, method: str, message: str, code: int | None = None):
+        super().__init__(f"{method}: {message}" + (f" (code {code})" if code is not None else ""))
+        self.method = method
+        self.code = code
+
+
+@dataclass(frozen=True)
+class RpcConfig:
+    """Where the node is and how patient to be with it."""
+
+    url: str
+    user: str | None = None
+    password: str | None = None
+    cookie_file: Path | None = None
+    timeout_sec: float = 60.0
+    retries: int = 5
+    backoff_sec: float = 0.5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RpcConfig:
+        return cls(
+            url=settings.btc_rpc_url,
+            user=settings.btc_rpc_user,
+            password=settings.btc_rpc_password,
+            cookie_file=settings.btc_rpc_cookie_file,
+            timeout_sec=settings.btc_rpc_timeout_sec,
+            retries=settings.btc_rpc_retries,
+            backoff_sec=settings.btc_rpc_backoff_sec,
+        )
+
+    def authenticated_url(self) -> str:
+        """The URL with credentials: from the URL itself, else user/password, else Core's cookie file."""
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"MQNODE_BTC_RPC_URL must be http(s)://host:port, got {self.url!r}")
+        user, password = parts.username, parts.password
+        if not user:
+            if self.user:
+                user, password = self.user, self.password or ""
+            elif self.cookie_file:
+                try:
+                    cookie = Path(self.cookie_file).read_text().strip()
+                except OSError as exc:
+                    raise RpcError("auth", f"cannot read cookie file {self.cookie_file}: {exc}") from exc
+                user, _, password = cookie.partition(":")
+            else:
+                raise ValueError(
+                    "no RPC credentials: put user:password in MQNODE_BTC_RPC_URL, set MQNODE_BTC_RPC_USER/"
+                    "MQNODE_BTC_RPC_PASSWORD, or MQNODE_BTC_RPC_COOKIE_FILE"
+                )
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        netloc = f"{quote(user, safe='')}:{quote(password or '', safe='')}@{host}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path or "/", "", ""))
+
+
+class BitcoinRpc:
+    """Thread-safe facade: one AuthServiceProxy per thread, retries with backoff."""
+
+    def __init__(self, config: RpcConfig, sleep: Callable[[float], None] = time.sleep):
+        self.config = config
+        self._local = threading.local()
+        self._sleep = sleep
+
+    def _proxy(self) -> AuthServiceProxy:
+        proxy = getattr(self._local, "proxy", None)
+        if proxy is None:
+            proxy = AuthServiceProxy(self.config.authenticated_url(), timeout=self.config.timeout_sec)
+            self._local.proxy = proxy
+        return proxy
+
+    def _drop_proxy(self) -> None:
+        self._local.proxy = None
+
+    def _with_retries(self, method: str, action: Callable[[AuthServiceProxy], Any]) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return action(self._proxy())
+            except JSONRPCException as exc:
+                self._drop_proxy()
+                retryable = exc.code == RPC_IN_WARMUP or exc.code in RETRYABLE_PROXY_CODES
+                if "401" in (exc.message or ""):
+                    raise RpcError(method, "authentication refused by the node (HTTP 401)", exc.code) from exc
+                if not retryable or attempt >= self.config.retries:
+                    raise RpcError(method, exc.message or str(exc), exc.code) from exc
+                reason = exc.message
+            except TRANSPORT_ERRORS as exc:
+                self._drop_proxy()
+                if attempt >= self.config.retries:
+                    raise RpcError(method, f"node unreachable after {attempt + 1} attempts: {exc!r}") from exc
+                reason = repr(exc)
+            delay = self.config.backoff_sec * (2**attempt)
+            attempt += 1
+            log.warning("RPC %s failed (%s); retry %d/%d in %.1fs", method, reason, attempt, self.config.retries, delay)
+            self._sleep(delay)
+
+    def call(self, method: str, *params: Any) -> Any:
+        """One RPC call with retries."""
+        return self._with_retries(method, lambda proxy: getattr(proxy, method)(*params))
+
+    def batch(self, method: str, params_list: Sequence[Sequence[Any]]) -> list[Any]:
+        """One JSON-RPC batch of the same method, results in request order."""
+        if not params_list:
+            return []
+        return self._with_retries(method, lambda proxy: proxy.batch_([[method, *p] for p in params_list]))
+
+    def get_block_count(self) -> int:
+        return int(self.call("getblockcount"))
+
+    def get_block_hash(self, height: int) -> str:
+        return self.call("getblockhash", height)
+
+    def get_block_hashes(self, heights: Sequence[int], chunk: int = 500) -> list[str]:
+        """Batched getblockhash."""
+        hashes: list[str] = []
+        for i in range(0, len(heights), chunk):
+            hashes.extend(self.batch("getblockhash", [[h] for h in heights[i : i + chunk]]))
+        return hashes
+
+    def get_block(self, block_hash: str, verbosity: int = 2) -> dict[str, Any]:
+        return self.call("getblock", block_hash, verbosity)
+
+    def iter_blocks(
+        self, heights: Sequence[int], verbosity: int = 2, workers: int = 4, hash_chunk: int = 500
+    ) -> Iterator[dict[str, Any]]:
+        """getblock for the heights in order, with up to ``workers`` fetches in flight ahead of the consumer.
+
+        Hashes are resolved with batched getblockhash just ahead of the fetches, so a caller that
+        stops early (a reorg) wastes little.
+        """
+        if not heights:
+            return
+        window = max(1, workers) * 2
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="getblock") as pool:
+            pending: list[Future] = []
+            hash_queue: list[str] = []
+            next_index = 0
+            try:
+                while next_index < len(heights) or pending:
+                    while next_index < len(heights) and len(pending) < window:
+                        if not hash_queue:
+                            hash_queue = self.get_block_hashes(heights[next_index : next_index + hash_chunk])
+                        block_hash = hash_queue.pop(0)
+                        pending.append(pool.submit(self.get_block, block_hash, verbosity))
+                        next_index += 1
+                    yield pending.pop(0).result()
+            finally:
+                for future in pending:
+                    future.cancel()

@@ -1,0 +1,63 @@
+"""Helpers the alembic revisions and env.py share: raw SQL execution and the sql/ re-apply step."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sqlalchemy.engine import Connection
+
+from app.settings import PROJECT_DIR
+
+SQL_FUNCTIONS_DIR = PROJECT_DIR / "sql" / "functions"
+_PREFIX = re.compile(r"^(\d+)_")
+
+
+def execute_sql(connection: Connection, sql: str) -> None:
+    """Run a multi-statement SQL text as is (psycopg's simple protocol: no bind parameters, no ``:name`` parsing)."""
+    connection.connection.driver_connection.execute(sql)
+
+
+def timescaledb_available(connection: Connection) -> bool:
+    row = connection.connection.driver_connection.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')"
+    ).fetchone()
+    return bool(row[0])
+
+
+def timescaledb_installed(connection: Connection) -> bool:
+    row = connection.connection.driver_connection.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
+    ).fetchone()
+    return bool(row[0])
+
+
+def ordered_sql_files(directory: Path) -> list[Path]:
+    """The *.sql files of a directory ordered by their numeric prefix (``010_name.sql``)."""
+    files = [p for p in directory.glob("*.sql") if _PREFIX.match(p.name)]
+    unnumbered = [p.name for p in directory.glob("*.sql") if not _PREFIX.match(p.name)]
+    if unnumbered:
+        raise RuntimeError(f"SQL files without a numeric prefix in {directory}: {', '.join(sorted(unnumbered))}")
+    return sorted(files, key=lambda p: (int(_PREFIX.match(p.name).group(1)), p.name))
+
+
+def apply_sql_functions(connection: Connection, directory: Path = SQL_FUNCTIONS_DIR) -> list[str]:
+    """Re-apply every CREATE OR REPLACE file of sql/functions (run after each upgrade)."""
+    applied = []
+    for path in ordered_sql_files(directory):
+        try:
+            execute_sql(connection, path.read_text())
+        except Exception as exc:
+            raise RuntimeError(f"applying {path.relative_to(PROJECT_DIR)} failed: {exc}") from exc
+        applied.append(path.name)
+    return applied
+
+
+def upgrade_database(database_url: str, revision: str = "head") -> None:
+    """`alembic upgrade <revision>` against database_url, then sql/functions re-applied (env.py)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(PROJECT_DIR / "alembic.ini"))
+    config.attributes["database_url"] = database_url
+    command.upgrade(config, revision)

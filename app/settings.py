@@ -1,0 +1,83 @@
+"""Settings read from the environment: one dataclass, one line of documentation per field."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything MQNODE reads from its environment (see .env.example and docs/configuration.md)."""
+
+    database_url: str | None = field(
+        default=None, metadata={"env": "MQNODE_DATABASE_URL", "doc": "PostgreSQL/TimescaleDB URL; unset = embedded PostgreSQL under .mqnode/"}
+    )
+    embedded_dir: Path = field(
+        default=PROJECT_DIR / ".mqnode", metadata={"env": "MQNODE_EMBEDDED_DIR", "doc": "where the embedded PostgreSQL keeps its data"}
+    )
+    embedded_port: int = field(default=55432, metadata={"env": "MQNODE_EMBEDDED_PORT", "doc": "port of the embedded PostgreSQL"})
+    btc_rpc_url: str = field(
+        default="http://127.0.0.1:8332", metadata={"env": "MQNODE_BTC_RPC_URL", "doc": "Bitcoin Core JSON-RPC URL (may carry user:password@)"}
+    )
+    btc_rpc_user: str | None = field(default=None, metadata={"env": "MQNODE_BTC_RPC_USER", "doc": "RPC user (rpcuser / rpcauth)"})
+    btc_rpc_password: str | None = field(default=None, metadata={"env": "MQNODE_BTC_RPC_PASSWORD", "doc": "RPC password"})
+    btc_rpc_cookie_file: Path | None = field(
+        default=None, metadata={"env": "MQNODE_BTC_RPC_COOKIE_FILE", "doc": "Core's .cookie file, used when no user/password is set"}
+    )
+    btc_rpc_timeout_sec: float = field(default=60.0, metadata={"env": "MQNODE_BTC_RPC_TIMEOUT_SEC", "doc": "timeout of one RPC call"})
+    btc_rpc_retries: int = field(default=5, metadata={"env": "MQNODE_BTC_RPC_RETRIES", "doc": "retries of a failed RPC call (connection errors, 5xx)"})
+    btc_rpc_backoff_sec: float = field(default=0.5, metadata={"env": "MQNODE_BTC_RPC_BACKOFF_SEC", "doc": "first retry delay; doubles per retry"})
+    btc_fetch_workers: int = field(default=4, metadata={"env": "MQNODE_BTC_FETCH_WORKERS", "doc": "getblock requests in flight while earlier blocks are written"})
+    btc_batch_blocks: int = field(default=50, metadata={"env": "MQNODE_BTC_BATCH_BLOCKS", "doc": "blocks written per database transaction"})
+    btc_batch_max_tx: int = field(default=100_000, metadata={"env": "MQNODE_BTC_BATCH_MAX_TX", "doc": "a batch is cut early once it holds this many transactions"})
+    btc_getblock_verbosity: int = field(default=2, metadata={"env": "MQNODE_BTC_GETBLOCK_VERBOSITY", "doc": "2 or 3 (3 adds prevouts; both give per-tx fee)"})
+    btc_poll_interval_sec: float = field(default=5.0, metadata={"env": "MQNODE_BTC_POLL_INTERVAL_SEC", "doc": "listener sleep when the node has no new block"})
+    db_write_method: str = field(default="auto", metadata={"env": "MQNODE_DB_WRITE_METHOD", "doc": "auto | copy | insert (auto uses COPY except on the PGlite engine)"})
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Build settings from os.environ, converting each value to its field's type."""
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            raw = os.environ.get(name)
+            if raw is None or raw == "":
+                continue
+            if f.type in ("int",):
+                values[f.name] = _env_int(name, 0)
+            elif f.type in ("float",):
+                values[f.name] = _env_float(name, 0.0)
+            elif "Path" in str(f.type):
+                values[f.name] = Path(raw)
+            else:
+                values[f.name] = raw
+        settings = cls(**values)
+        if settings.btc_getblock_verbosity not in (2, 3):
+            raise ValueError("MQNODE_BTC_GETBLOCK_VERBOSITY must be 2 or 3")
+        if settings.db_write_method not in ("auto", "copy", "insert"):
+            raise ValueError("MQNODE_DB_WRITE_METHOD must be auto, copy or insert")
+        return settings
