@@ -80,9 +80,12 @@ class EmbeddedPostgres:
         os.chmod(self.data_dir, 0o700)
         initdb = str(find_pg_bin() / "initdb")
         result = subprocess.run(
-            _as_server_user([initdb, "-D", str(self.data_dir), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                             "--locale=C"]),
-            capture_output=True, text=True, check=False,
+            _as_server_user(
+                [initdb, "-D", str(self.data_dir), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C"]
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise EmbeddedPostgresError(f"initdb failed: {result.stderr.strip() or result.stdout.strip()}")
@@ -112,9 +115,24 @@ class EmbeddedPostgres:
                 " -c max_connections=100 -c shared_buffers=256MB"
             )
             result = subprocess.run(
-                _as_server_user([pg_ctl, "-D", str(self.data_dir), "-l", str(log), "-o", options, "-w",
-                                 "-t", str(int(timeout_sec)), "start"]),
-                capture_output=True, text=True, check=False,
+                _as_server_user(
+                    [
+                        pg_ctl,
+                        "-D",
+                        str(self.data_dir),
+                        "-l",
+                        str(log),
+                        "-o",
+                        options,
+                        "-w",
+                        "-t",
+                        str(int(timeout_sec)),
+                        "start",
+                    ]
+                ),
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if result.returncode != 0:
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
@@ -138,7 +156,9 @@ class EmbeddedPostgres:
         pg_ctl = str(find_pg_bin() / "pg_ctl")
         subprocess.run(
             _as_server_user([pg_ctl, "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]),
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
 
     def destroy(self) -> None:

@@ -55,8 +55,9 @@ def apply_sql_functions(connection: Connection, directory: Path = SQL_FUNCTIONS_
 
 def upgrade_database(database_url: str, revision: str = "head") -> None:
     """`alembic upgrade <revision>` against database_url, then sql/functions re-applied (env.py)."""
-    from alembic import command
     from alembic.config import Config
+
+    from alembic import command
 
     config = Config(str(PROJECT_DIR / "alembic.ini"))
     config.attributes["database_url"] = database_url

@@ -10,8 +10,14 @@ from typing import TextIO
 class Progress:
     """Counts units (blocks, buckets) and a second quantity (transactions) and reports rates."""
 
-    def __init__(self, label: str, total: int | None, unit: str = "blocks", stream: TextIO | None = None,
-                 min_interval_sec: float = 0.5):
+    def __init__(
+        self,
+        label: str,
+        total: int | None,
+        unit: str = "blocks",
+        stream: TextIO | None = None,
+        min_interval_sec: float = 0.5,
+    ):
         self.label = label
         self.total = total
         self.unit = unit

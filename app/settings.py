@@ -34,29 +34,72 @@ class Settings:
     """Everything MQNODE reads from its environment (see .env.example and docs/configuration.md)."""
 
     database_url: str | None = field(
-        default=None, metadata={"env": "MQNODE_DATABASE_URL", "doc": "PostgreSQL/TimescaleDB URL; unset = embedded PostgreSQL under .mqnode/"}
+        default=None,
+        metadata={
+            "env": "MQNODE_DATABASE_URL",
+            "doc": "PostgreSQL/TimescaleDB URL; unset = embedded PostgreSQL under .mqnode/",
+        },
     )
     embedded_dir: Path = field(
-        default=PROJECT_DIR / ".mqnode", metadata={"env": "MQNODE_EMBEDDED_DIR", "doc": "where the embedded PostgreSQL keeps its data"}
+        default=PROJECT_DIR / ".mqnode",
+        metadata={"env": "MQNODE_EMBEDDED_DIR", "doc": "where the embedded PostgreSQL keeps its data"},
     )
-    embedded_port: int = field(default=55432, metadata={"env": "MQNODE_EMBEDDED_PORT", "doc": "port of the embedded PostgreSQL"})
+    embedded_port: int = field(
+        default=55432, metadata={"env": "MQNODE_EMBEDDED_PORT", "doc": "port of the embedded PostgreSQL"}
+    )
     btc_rpc_url: str = field(
-        default="http://127.0.0.1:8332", metadata={"env": "MQNODE_BTC_RPC_URL", "doc": "Bitcoin Core JSON-RPC URL (may carry user:password@)"}
+        default="http://127.0.0.1:8332",
+        metadata={"env": "MQNODE_BTC_RPC_URL", "doc": "Bitcoin Core JSON-RPC URL (may carry user:password@)"},
     )
-    btc_rpc_user: str | None = field(default=None, metadata={"env": "MQNODE_BTC_RPC_USER", "doc": "RPC user (rpcuser / rpcauth)"})
-    btc_rpc_password: str | None = field(default=None, metadata={"env": "MQNODE_BTC_RPC_PASSWORD", "doc": "RPC password"})
+    btc_rpc_user: str | None = field(
+        default=None, metadata={"env": "MQNODE_BTC_RPC_USER", "doc": "RPC user (rpcuser / rpcauth)"}
+    )
+    btc_rpc_password: str | None = field(
+        default=None, metadata={"env": "MQNODE_BTC_RPC_PASSWORD", "doc": "RPC password"}
+    )
     btc_rpc_cookie_file: Path | None = field(
-        default=None, metadata={"env": "MQNODE_BTC_RPC_COOKIE_FILE", "doc": "Core's .cookie file, used when no user/password is set"}
+        default=None,
+        metadata={"env": "MQNODE_BTC_RPC_COOKIE_FILE", "doc": "Core's .cookie file, used when no user/password is set"},
     )
-    btc_rpc_timeout_sec: float = field(default=60.0, metadata={"env": "MQNODE_BTC_RPC_TIMEOUT_SEC", "doc": "timeout of one RPC call"})
-    btc_rpc_retries: int = field(default=5, metadata={"env": "MQNODE_BTC_RPC_RETRIES", "doc": "retries of a failed RPC call (connection errors, 5xx)"})
-    btc_rpc_backoff_sec: float = field(default=0.5, metadata={"env": "MQNODE_BTC_RPC_BACKOFF_SEC", "doc": "first retry delay; doubles per retry"})
-    btc_fetch_workers: int = field(default=4, metadata={"env": "MQNODE_BTC_FETCH_WORKERS", "doc": "getblock requests in flight while earlier blocks are written"})
-    btc_batch_blocks: int = field(default=50, metadata={"env": "MQNODE_BTC_BATCH_BLOCKS", "doc": "blocks written per database transaction"})
-    btc_batch_max_tx: int = field(default=100_000, metadata={"env": "MQNODE_BTC_BATCH_MAX_TX", "doc": "a batch is cut early once it holds this many transactions"})
-    btc_getblock_verbosity: int = field(default=2, metadata={"env": "MQNODE_BTC_GETBLOCK_VERBOSITY", "doc": "2 or 3 (3 adds prevouts; both give per-tx fee)"})
-    btc_poll_interval_sec: float = field(default=5.0, metadata={"env": "MQNODE_BTC_POLL_INTERVAL_SEC", "doc": "listener sleep when the node has no new block"})
-    db_write_method: str = field(default="auto", metadata={"env": "MQNODE_DB_WRITE_METHOD", "doc": "auto | copy | insert (auto uses COPY except on the PGlite engine)"})
+    btc_rpc_timeout_sec: float = field(
+        default=60.0, metadata={"env": "MQNODE_BTC_RPC_TIMEOUT_SEC", "doc": "timeout of one RPC call"}
+    )
+    btc_rpc_retries: int = field(
+        default=5,
+        metadata={"env": "MQNODE_BTC_RPC_RETRIES", "doc": "retries of a failed RPC call (connection errors, 5xx)"},
+    )
+    btc_rpc_backoff_sec: float = field(
+        default=0.5, metadata={"env": "MQNODE_BTC_RPC_BACKOFF_SEC", "doc": "first retry delay; doubles per retry"}
+    )
+    btc_fetch_workers: int = field(
+        default=4,
+        metadata={
+            "env": "MQNODE_BTC_FETCH_WORKERS",
+            "doc": "getblock requests in flight while earlier blocks are written",
+        },
+    )
+    btc_batch_blocks: int = field(
+        default=50, metadata={"env": "MQNODE_BTC_BATCH_BLOCKS", "doc": "blocks written per database transaction"}
+    )
+    btc_batch_max_tx: int = field(
+        default=100_000,
+        metadata={"env": "MQNODE_BTC_BATCH_MAX_TX", "doc": "a batch is cut early once it holds this many transactions"},
+    )
+    btc_getblock_verbosity: int = field(
+        default=2,
+        metadata={"env": "MQNODE_BTC_GETBLOCK_VERBOSITY", "doc": "2 or 3 (3 adds prevouts; both give per-tx fee)"},
+    )
+    btc_poll_interval_sec: float = field(
+        default=5.0,
+        metadata={"env": "MQNODE_BTC_POLL_INTERVAL_SEC", "doc": "listener sleep when the node has no new block"},
+    )
+    db_write_method: str = field(
+        default="auto",
+        metadata={
+            "env": "MQNODE_DB_WRITE_METHOD",
+            "doc": "auto | copy | insert (auto uses COPY except on the PGlite engine)",
+        },
+    )
 
     @classmethod
     def from_env(cls) -> Settings:

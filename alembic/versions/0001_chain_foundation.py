@@ -38,7 +38,8 @@ CREATE TABLE core.sync_checkpoints (
     PRIMARY KEY (chain, component, "interval")
 );
 COMMENT ON TABLE core.sync_checkpoints IS
-    'Progress of every stage, keyed by (chain, component, interval); moves in the same transaction as the write it describes.';
+    'Progress of every stage, keyed by (chain, component, interval); '
+    'moves in the same transaction as the write it describes.';
 
 CREATE TABLE raw.btc_blocks_raw (
     height bigint NOT NULL CHECK (height >= 0),
@@ -188,7 +189,8 @@ CREATE TABLE core.mq_btc_price_10m (
     PRIMARY KEY (bucket_start_utc)
 );
 COMMENT ON TABLE core.mq_btc_price_10m IS
-    'Canonical BTC/USD price per 10m bucket, composed from the venue tables; NULL prices with source_count 0 where no venue traded.';
+    'Canonical BTC/USD price per 10m bucket, composed from the venue tables; '
+    'NULL prices with source_count 0 where no venue traded.';
 
 CREATE TABLE core.btc_reorg_events (
     reorg_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -44,7 +44,7 @@ class IngestResult:
 
 def raw_checkpoint(conn: psycopg.Connection) -> int | None:
     row = conn.execute(
-        "SELECT last_height FROM core.sync_checkpoints WHERE chain = %s AND component = %s AND \"interval\" = %s",
+        'SELECT last_height FROM core.sync_checkpoints WHERE chain = %s AND component = %s AND "interval" = %s',
         RAW_COMPONENT,
     ).fetchone()
     conn.commit()

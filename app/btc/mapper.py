@@ -14,12 +14,36 @@ from typing import Any
 SATOSHIS_PER_BTC = Decimal(100_000_000)
 
 BLOCK_COLUMNS = (
-    "height", "block_hash", "previous_block_hash", "block_time", "median_time", "tx_count", "size",
-    "stripped_size", "weight", "difficulty", "chainwork", "version", "merkle_root", "bits", "nonce",
+    "height",
+    "block_hash",
+    "previous_block_hash",
+    "block_time",
+    "median_time",
+    "tx_count",
+    "size",
+    "stripped_size",
+    "weight",
+    "difficulty",
+    "chainwork",
+    "version",
+    "merkle_root",
+    "bits",
+    "nonce",
 )
 TX_COLUMNS = (
-    "height", "event_time", "tx_index", "txid", "size", "vsize", "weight", "is_coinbase", "is_segwit",
-    "input_count", "output_count", "output_value_sat", "fee_sat",
+    "height",
+    "event_time",
+    "tx_index",
+    "txid",
+    "size",
+    "vsize",
+    "weight",
+    "is_coinbase",
+    "is_segwit",
+    "input_count",
+    "output_count",
+    "output_value_sat",
+    "fee_sat",
 )
 
 
@@ -112,28 +136,32 @@ def map_block(block: Any) -> MappedBlock:
             raise MalformedBlockError(f"{tx_where}: field 'vin' is empty")
         is_coinbase = "coinbase" in vin[0]
         if is_coinbase != (index == 0):
-            raise MalformedBlockError(f"{tx_where}: coinbase input {'at' if is_coinbase else 'missing from'} position {index}")
+            raise MalformedBlockError(
+                f"{tx_where}: coinbase input {'at' if is_coinbase else 'missing from'} position {index}"
+            )
         try:
             output_value = sum(btc_to_sat(out["value"], f"{tx_where} vout {n}") for n, out in enumerate(vout))
         except (KeyError, TypeError) as exc:
             raise MalformedBlockError(f"{tx_where}: output without 'value'") from exc
         fee = tx.get("fee")
         fee_sat = None if is_coinbase or fee is None else btc_to_sat(fee, f"{tx_where} fee")
-        tx_rows.append((
-            height,
-            event_time,
-            index,
-            _require(tx, "txid", str, tx_where),
-            _require(tx, "size", int, tx_where),
-            _optional_int(tx, "vsize", tx_where),
-            _optional_int(tx, "weight", tx_where),
-            is_coinbase,
-            any(inp.get("txinwitness") for inp in vin),
-            len(vin),
-            len(vout),
-            output_value,
-            fee_sat,
-        ))
+        tx_rows.append(
+            (
+                height,
+                event_time,
+                index,
+                _require(tx, "txid", str, tx_where),
+                _require(tx, "size", int, tx_where),
+                _optional_int(tx, "vsize", tx_where),
+                _optional_int(tx, "weight", tx_where),
+                is_coinbase,
+                any(inp.get("txinwitness") for inp in vin),
+                len(vin),
+                len(vout),
+                output_value,
+                fee_sat,
+            )
+        )
 
     block_row = (
         height,

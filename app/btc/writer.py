@@ -10,10 +10,38 @@ from app.btc.mapper import BLOCK_COLUMNS, TX_COLUMNS, MappedBlock
 from app.db import EngineInfo, engine_info
 
 # Column types for the unnest() INSERT used where COPY is not available.
-BLOCK_TYPES = ("bigint", "text", "text", "timestamptz", "timestamptz", "integer", "integer", "integer", "integer",
-               "numeric", "text", "bigint", "text", "text", "bigint")
-TX_TYPES = ("bigint", "timestamptz", "integer", "text", "integer", "integer", "integer", "boolean", "boolean",
-            "integer", "integer", "bigint", "bigint")
+BLOCK_TYPES = (
+    "bigint",
+    "text",
+    "text",
+    "timestamptz",
+    "timestamptz",
+    "integer",
+    "integer",
+    "integer",
+    "integer",
+    "numeric",
+    "text",
+    "bigint",
+    "text",
+    "text",
+    "bigint",
+)
+TX_TYPES = (
+    "bigint",
+    "timestamptz",
+    "integer",
+    "text",
+    "integer",
+    "integer",
+    "integer",
+    "boolean",
+    "boolean",
+    "integer",
+    "integer",
+    "bigint",
+    "bigint",
+)
 INSERT_CHUNK_ROWS = 20_000
 
 
@@ -53,9 +81,7 @@ class BlockWriter:
                 self.conn.execute("SELECT core.begin_block_batch(%s, %s)", (first, last))
                 self._write("raw.btc_blocks_raw", BLOCK_COLUMNS, BLOCK_TYPES, block_rows)
                 self._write("raw.btc_tx_raw", TX_COLUMNS, TX_TYPES, tx_rows)
-                (checkpoint,) = self.conn.execute(
-                    "SELECT core.finish_block_batch(%s, %s)", (first, last)
-                ).fetchone()
+                (checkpoint,) = self.conn.execute("SELECT core.finish_block_batch(%s, %s)", (first, last)).fetchone()
         except psycopg.Error as exc:
             if getattr(exc, "sqlstate", None) == "MQ001":
                 raise ChainMismatchError(str(exc.diag.message_primary or exc)) from exc

@@ -205,7 +205,5 @@ BEGIN
     RETURN v_rows;
 END
 $$;
-COMMENT ON FUNCTION core.build_primitive_block(bigint, bigint) IS
-    'Rebuild core.btc_primitive_block for a height range from the raw block and transaction facts (idempotent).';
-COMMENT ON TABLE core.btc_primitive_block IS
-    'Reusable per-block facts (sums, fees with the coinbase fallback, issuance, running supply), built in SQL from raw facts.';
+COMMENT ON FUNCTION core.build_primitive_block(bigint, bigint) IS 'Rebuild core.btc_primitive_block for a height range from the raw block and transaction facts (idempotent).';
+COMMENT ON TABLE core.btc_primitive_block IS 'Reusable per-block facts (sums, fees with the coinbase fallback, issuance, running supply), built in SQL from raw facts.';

@@ -96,5 +96,4 @@ BEGIN
     RETURN v_new;
 END
 $$;
-COMMENT ON FUNCTION core.finish_block_batch(bigint, bigint) IS
-    'Validate a written block batch, build its primitives, advance the raw checkpoint and notify raw_block_ready.';
+COMMENT ON FUNCTION core.finish_block_batch(bigint, bigint) IS 'Validate a written block batch, build its primitives, advance the raw checkpoint and notify raw_block_ready.';

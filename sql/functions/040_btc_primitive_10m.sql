@@ -143,8 +143,9 @@ BEGIN
             i.bucket_start_utc,
             count(*)::integer AS n,
             sum(i.interval_sec)::bigint AS total_sec,
-            (percentile_disc(0.5) WITHIN GROUP (ORDER BY i.interval_sec)
-             + percentile_disc(0.5) WITHIN GROUP (ORDER BY i.interval_sec DESC))::numeric / 2 AS median_sec
+            -- Exact median: mean of the lower and upper middle values (equal when the count is odd).
+            round((percentile_disc(0.5) WITHIN GROUP (ORDER BY i.interval_sec)
+                   + percentile_disc(0.5) WITHIN GROUP (ORDER BY i.interval_sec DESC))::numeric / 2, 8) AS median_sec
         FROM intervals AS i
         WHERE i.interval_sec IS NOT NULL
         GROUP BY i.bucket_start_utc
@@ -167,8 +168,8 @@ BEGIN
             count(*)::bigint AS n,
             sum(f.fee_sat)::bigint AS fee_sat,
             sum(f.vsize_vb)::bigint AS vsize_vb,
-            (percentile_disc(0.5) WITHIN GROUP (ORDER BY f.fee_sat)
-             + percentile_disc(0.5) WITHIN GROUP (ORDER BY f.fee_sat DESC))::numeric / 2 AS median_fee_sat,
+            round((percentile_disc(0.5) WITHIN GROUP (ORDER BY f.fee_sat)
+                   + percentile_disc(0.5) WITHIN GROUP (ORDER BY f.fee_sat DESC))::numeric / 2, 8) AS median_fee_sat,
             min(round(f.fee_sat::numeric / nullif(f.vsize_vb, 0), 8)) AS min_feerate,
             max(round(f.fee_sat::numeric / nullif(f.vsize_vb, 0), 8)) AS max_feerate
         FROM fee_obs AS f
@@ -359,10 +360,8 @@ BEGIN
     RETURN NEXT;
 END
 $$;
-COMMENT ON FUNCTION core.build_primitive_10m(timestamptz, integer) IS
-    'Build the continuous 10m backbone from its checkpoint through a target bucket in one set-based UPSERT.';
-COMMENT ON TABLE core.btc_primitive_10m IS
-    'Continuous 10-minute on-chain backbone: flows (0 when empty), carried-forward state, NULL where undefined.';
+COMMENT ON FUNCTION core.build_primitive_10m(timestamptz, integer) IS 'Build the continuous 10m backbone from its checkpoint through a target bucket in one set-based UPSERT.';
+COMMENT ON TABLE core.btc_primitive_10m IS 'Continuous 10-minute on-chain backbone: flows (0 when empty), carried-forward state, NULL where undefined.';
 
 -- core.mark_primitive_10m_dirty(p_height): stored blocks from p_height up changed (re-ingested or
 -- orphaned). Rewinds the builder checkpoint to the block below so the next build rewrites every bucket

@@ -57,5 +57,4 @@ BEGIN
     RETURN cardinality(v_orphans);
 END
 $$;
-COMMENT ON FUNCTION core.apply_btc_reorg(bigint, text, text) IS
-    'Drop the orphaned blocks above a common ancestor, log the reorg and rewind the checkpoints.';
+COMMENT ON FUNCTION core.apply_btc_reorg(bigint, text, text) IS 'Drop the orphaned blocks above a common ancestor, log the reorg and rewind the checkpoints.';

@@ -1,0 +1,210 @@
+"""The `mqnode` command line (console script declared in pyproject.toml)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from datetime import UTC, datetime
+
+from app.settings import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        raise SystemExit(f"configuration error: {exc}") from exc
+
+
+def _database_url(settings: Settings) -> str:
+    from app.db import resolve_database_url
+
+    return resolve_database_url(settings)
+
+
+def _ingest_options(settings: Settings):
+    from app.btc.chain_sync import IngestOptions
+
+    return IngestOptions(
+        verbosity=settings.btc_getblock_verbosity,
+        fetch_workers=settings.btc_fetch_workers,
+        batch_blocks=settings.btc_batch_blocks,
+        batch_max_tx=settings.btc_batch_max_tx,
+    )
+
+
+def _rpc(settings: Settings):
+    from app.btc.rpc import BitcoinRpc, RpcConfig
+
+    return BitcoinRpc(RpcConfig.from_settings(settings))
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from app.migrations import upgrade_database
+
+    settings = _settings()
+    url = _database_url(settings)
+    upgrade_database(url, args.revision)
+    print(f"database at revision {args.revision} with sql/functions applied", file=sys.stderr)
+    return 0
+
+
+def cmd_btc_listen(args: argparse.Namespace) -> int:
+    from app.btc.listener import ChainListener
+    from app.db import connect
+
+    settings = _settings()
+    conn = connect(_database_url(settings))
+    listener = ChainListener(
+        conn,
+        _rpc(settings),
+        _ingest_options(settings),
+        start_height=args.start_height,
+        poll_interval_sec=settings.btc_poll_interval_sec,
+        write_method=settings.db_write_method,
+    )
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: listener.stop())
+    logging.getLogger(__name__).info("following %s from the raw checkpoint", settings.btc_rpc_url)
+    listener.run(once=args.once)
+    conn.close()
+    return 0
+
+
+def cmd_btc_backfill(args: argparse.Namespace) -> int:
+    from app.btc.backfill import backfill
+    from app.db import connect
+
+    settings = _settings()
+    conn = connect(_database_url(settings))
+    try:
+        report = backfill(
+            conn,
+            _rpc(settings),
+            args.mode,
+            _ingest_options(settings),
+            args.start_height,
+            args.end_height,
+            write_method=settings.db_write_method,
+            show_progress=not args.no_progress,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"backfill: {exc}") from exc
+    finally:
+        conn.close()
+    print(
+        f"backfill {args.mode}: heights {report.start}..{report.end}, {report.blocks} blocks, "
+        f"{report.transactions} transactions, {report.reorgs} reorg(s), raw checkpoint {report.raw_checkpoint}"
+    )
+    return 0
+
+
+def cmd_btc_reconcile(args: argparse.Namespace) -> int:
+    from app.btc.backfill import reconcile
+    from app.db import connect
+
+    settings = _settings()
+    conn = connect(_database_url(settings))
+    try:
+        report = reconcile(
+            conn, _rpc(settings), _ingest_options(settings), args.from_height, write_method=settings.db_write_method
+        )
+    finally:
+        conn.close()
+    if report.first_mismatch is None:
+        print(f"reconcile: {report.checked} stored block hashes match the node")
+    else:
+        print(
+            f"reconcile: drift from height {report.first_mismatch}: {report.reorg_depth} block(s) replaced, "
+            f"{report.reingested} re-ingested"
+        )
+    return 0
+
+
+def cmd_btc_build(args: argparse.Namespace) -> int:
+    from app.btc.chain_sync import build_timeline
+    from app.db import connect
+    from app.progress import Progress
+
+    settings = _settings()
+    conn = connect(_database_url(settings))
+    until = datetime.fromisoformat(args.until).astimezone(UTC) if args.until else datetime.now(UTC)
+    progress = Progress("10m timeline", None, "buckets")
+    first, last = build_timeline(conn, until, progress=progress)
+    progress.finish()
+    conn.close()
+    print(f"btc_primitive_10m built {first} .. {last}" if first else "btc_primitive_10m already up to date")
+    return 0
+
+
+def cmd_sim_node(args: argparse.Namespace) -> int:
+    from app.simnode.server import main as sim_main
+
+    return sim_main(args.sim_args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from app.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mqnode", description="MQNODE: Bitcoin data node computed in SQL")
+    parser.add_argument("--log-level", default=os.environ.get("MQNODE_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    upgrade = db.add_parser("upgrade", help="alembic upgrade + re-apply sql/functions")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
+    btc = sub.add_parser("btc", help="Bitcoin chain lane").add_subparsers(dest="btc_command", required=True)
+    listen = btc.add_parser("listen", help="follow the node tip and keep the 10m timeline current")
+    listen.add_argument("--once", action="store_true", help="one pass, then exit")
+    listen.add_argument("--start-height", type=int, default=0, help="first height when no checkpoint exists")
+    listen.set_defaults(func=cmd_btc_listen)
+
+    bf = btc.add_parser("backfill", help="ingest a height range with progress")
+    bf.add_argument("--mode", choices=("resume", "full", "range"), default="resume")
+    bf.add_argument("--start-height", type=int)
+    bf.add_argument("--end-height", type=int)
+    bf.add_argument("--no-progress", action="store_true")
+    bf.set_defaults(func=cmd_btc_backfill)
+
+    rc = btc.add_parser("reconcile", help="compare stored hashes with the node and repair drift")
+    rc.add_argument("--from-height", type=int)
+    rc.set_defaults(func=cmd_btc_reconcile)
+
+    build = btc.add_parser("build", help="build btc_primitive_10m from its checkpoint")
+    build.add_argument("--until", help="ISO time the timeline must reach (default now)")
+    build.set_defaults(func=cmd_btc_build)
+
+    sim = sub.add_parser("sim-node", help="local Bitcoin Core JSON-RPC simulator", add_help=False)
+    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    sim.set_defaults(func=cmd_sim_node)
+
+    demo = sub.add_parser("demo", help="embedded PostgreSQL + sim-node + listener, with SQL to try")
+    demo.add_argument("--mine-every", type=float, default=20.0, help="seconds between live synthetic blocks")
+    demo.add_argument("--port", type=int, default=18443, help="sim-node RPC port")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

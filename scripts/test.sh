@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up (scripts/setup.sh) and run the whole test suite: lint, then pytest on PostgreSQL and the
+# TimescaleDB engine. Extra arguments go to pytest (e.g. scripts/test.sh -k reorg).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/sqlfluff lint sql --disable-progress-bar --nocolor
+exec .venv/bin/pytest -q "$@"
