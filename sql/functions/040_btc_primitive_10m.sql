@@ -102,6 +102,23 @@ BEGIN
           AND pb.bucket_start_utc BETWEEN v_start AND v_target
     ),
 
+    -- Flows count mined blocks. The genesis block is state only (height 0, supply 0): its coinbase is
+    -- unspendable and no node validates it, and Coin Metrics counts it in no daily flow either
+    -- (BlkCnt, BlkSizeByte and IssTotNtv are 0 on 2009-01-03).
+    flow_blocks AS (
+        SELECT b.*
+        FROM blocks AS b
+        WHERE b.height > 0
+    ),
+
+    state_agg AS (
+        SELECT
+            b.bucket_start_utc,
+            max(b.height) AS top_height
+        FROM blocks AS b
+        GROUP BY b.bucket_start_utc
+    ),
+
     block_agg AS (
         SELECT
             b.bucket_start_utc,
@@ -122,9 +139,8 @@ BEGIN
             sum(b.tx_size_total_bytes)::bigint AS tx_size_bytes,
             sum(b.tx_vsize_total_vb)::bigint AS tx_vsize_vb,
             sum(b.sw_total_size_bytes)::bigint AS sw_size_bytes,
-            sum(b.sw_total_weight_wu)::bigint AS sw_weight_wu,
-            max(b.height) AS top_height
-        FROM blocks AS b
+            sum(b.sw_total_weight_wu)::bigint AS sw_weight_wu
+        FROM flow_blocks AS b
         GROUP BY b.bucket_start_utc
     ),
 
@@ -135,7 +151,7 @@ BEGIN
             (extract(EPOCH FROM b.block_time)
              - extract(EPOCH FROM lag(b.block_time) OVER (PARTITION BY b.bucket_start_utc ORDER BY b.height)))::bigint
                 AS interval_sec
-        FROM blocks AS b
+        FROM flow_blocks AS b
     ),
 
     interval_agg AS (
@@ -157,7 +173,7 @@ BEGIN
             b.bucket_start_utc,
             t.fee_sat,
             coalesce(t.vsize, ceil(coalesce(t.weight, 4 * t.size) / 4.0))::bigint AS vsize_vb
-        FROM blocks AS b
+        FROM flow_blocks AS b
         INNER JOIN raw.btc_tx_raw AS t ON b.height = t.height
         WHERE NOT t.is_coinbase AND t.fee_sat IS NOT NULL
     ),
@@ -198,9 +214,10 @@ BEGIN
             a.sw_size_bytes,
             a.sw_weight_wu,
             -- Heights rise with buckets, so the running max is the last block at or before the bucket.
-            coalesce(max(a.top_height) OVER (ORDER BY g.bucket_start_utc), v_seed_height) AS state_height
+            coalesce(max(st.top_height) OVER (ORDER BY g.bucket_start_utc), v_seed_height) AS state_height
         FROM generate_series(v_start, v_target, INTERVAL '10 minutes') AS g (bucket_start_utc)
         LEFT JOIN block_agg AS a ON g.bucket_start_utc = a.bucket_start_utc
+        LEFT JOIN state_agg AS st ON g.bucket_start_utc = st.bucket_start_utc
     ),
 
     flows AS (
