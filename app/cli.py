@@ -42,6 +42,16 @@ def _rpc(settings: Settings):
     return BitcoinRpc(RpcConfig.from_settings(settings))
 
 
+def _parse_until(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise SystemExit(f"--until must be an ISO time such as 2024-01-01T00:00:00Z, got {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from app.migrations import upgrade_database
 
@@ -131,7 +141,7 @@ def cmd_btc_build(args: argparse.Namespace) -> int:
 
     settings = _settings()
     conn = connect(_database_url(settings))
-    until = datetime.fromisoformat(args.until).astimezone(UTC) if args.until else datetime.now(UTC)
+    until = _parse_until(args.until) or datetime.now(UTC)
     progress = Progress("10m timeline", None, "buckets")
     first, last = build_timeline(conn, until, progress=progress)
     progress.finish()
@@ -173,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--start-height", type=int)
     bf.add_argument("--end-height", type=int)
     bf.add_argument("--no-progress", action="store_true")
+    bf.add_argument("--until", help="ISO time the 10m timeline is built to (default now)")
     bf.set_defaults(func=cmd_btc_backfill)
 
     rc = btc.add_parser("reconcile", help="compare stored hashes with the node and repair drift")

@@ -109,8 +109,9 @@ def main() -> None:
             conn.commit()
             latencies.append(time.perf_counter() - committed)
             assert height == h, (height, h)
+        median_ms = statistics.median(latencies) * 1000
         print(
-            f"new block ({args.tx_per_block:,} tx) commit -> its 10m row: median {statistics.median(latencies) * 1000:.0f} ms, "
+            f"new block ({args.tx_per_block:,} tx) commit -> its 10m row: median {median_ms:.0f} ms, "
             f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} blocks (goal < 1000 ms)"
         )
 

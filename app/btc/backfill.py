@@ -103,6 +103,7 @@ def reconcile(
     from_height: int | None = None,
     write_method: str = "auto",
     chunk: int = 2000,
+    build_until: datetime | None = None,
 ) -> ReconcileReport:
     """Compare every stored block hash (from from_height up) with the node; repair the first drift.
 
@@ -144,5 +145,5 @@ def reconcile(
         ).fetchone()
     writer = BlockWriter(conn, write_method)
     result = chain_sync.ingest_range(conn, rpc, first_mismatch, tip, options, writer=writer)
-    chain_sync.build_timeline(conn, datetime.now(UTC))
+    chain_sync.build_timeline(conn, build_until or datetime.now(UTC))
     return ReconcileReport(checked, first_mismatch, depth, result.blocks)
