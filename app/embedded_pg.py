@@ -75,6 +75,13 @@ class EmbeddedPostgres:
             return
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self._chown(self.base_dir)
+        if os.geteuid() == 0:
+            reachable = subprocess.run(_as_server_user(["test", "-w", str(self.base_dir)]), check=False)
+            if reachable.returncode != 0:
+                raise EmbeddedPostgresError(
+                    f"the '{SERVER_USER}' user cannot reach {self.base_dir} (a parent directory is private?);"
+                    " set MQNODE_EMBEDDED_DIR to a directory it can reach, e.g. /var/tmp/mqnode"
+                )
         self.data_dir.mkdir(exist_ok=True)
         self._chown(self.data_dir)
         os.chmod(self.data_dir, 0o700)

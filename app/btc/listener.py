@@ -50,8 +50,9 @@ class ChainListener:
         self.writer = BlockWriter(conn, write_method)
         self.stop_event = threading.Event()
 
-    def build_timeline(self) -> None:
-        chain_sync.build_timeline(self.conn, self.clock())
+    def build_timeline(self, to_now: bool = True) -> None:
+        """Build the 10m backbone: through the newest block, and on to the current bucket when to_now."""
+        chain_sync.build_timeline(self.conn, self.clock() if to_now else None)
 
     def sync_once(self) -> int:
         """One pass: reorg check, ingest up to the node tip, build the timeline. Returns blocks written."""
@@ -73,7 +74,9 @@ class ChainListener:
                 tip,
                 self.options,
                 writer=self.writer,
-                after_batch=lambda _height: self.build_timeline(),
+                # While catching up, build only through the newest block: advancing to now after every
+                # batch would rewrite every bucket between an old block and now again and again.
+                after_batch=lambda _height: self.build_timeline(to_now=False),
             )
             written += result.blocks
             if result.mismatch_at is not None:

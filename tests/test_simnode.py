@@ -1,0 +1,162 @@
+"""sim-node: the block decoder against Bitcoin Core's recorded JSON, the served chain, reorgs, synthetic blocks."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from app.simnode.chain import SimChain
+from app.simnode.rawblock import parse_block
+from app.simnode.synthetic import subsidy_sat
+from tests.simnode_proc import EARLY_CHAIN, FIXTURES, SimNodeProcess
+
+JS_BLOCKS = FIXTURES / "js-bitcoin-block"
+SAT = Decimal(100_000_000)
+
+
+def recorded_pairs() -> list[Path]:
+    return sorted(JS_BLOCKS.glob("*.json"))
+
+
+@pytest.mark.parametrize("json_path", recorded_pairs(), ids=lambda p: p.stem[:16])
+def test_decoder_matches_core_json(json_path: Path):
+    recorded = json.loads(json_path.read_text(), parse_float=Decimal)
+    chain = SimChain()
+    block = chain.add_raw(bytes.fromhex(json_path.with_suffix(".hex").read_text().strip()), recorded["height"])
+    ours = json.loads(chain.block_json(block.hash, 2), parse_float=Decimal)
+    for key in (
+        "hash",
+        "height",
+        "version",
+        "versionHex",
+        "merkleroot",
+        "time",
+        "nonce",
+        "bits",
+        "strippedsize",
+        "size",
+        "weight",
+        "previousblockhash",
+    ):
+        if key in recorded:
+            assert ours[key] == recorded[key], key
+    assert float(ours["difficulty"]) == pytest.approx(float(recorded["difficulty"]), rel=1e-12)
+    assert len(ours["tx"]) == len(recorded["tx"]) == ours["nTx"]
+    for mine, core in zip(ours["tx"], recorded["tx"], strict=True):
+        for key in ("txid", "hash", "version", "size", "vsize", "weight", "locktime", "hex"):
+            assert mine[key] == core[key], (core["txid"], key)
+        for a, b in zip(mine["vin"], core["vin"], strict=True):
+            # Core versions before 0.19 (these recordings) did not show the coinbase's witness; later ones do.
+            keys = ("txid", "vout", "coinbase", "sequence") + (() if "coinbase" in b else ("txinwitness",))
+            for key in keys:
+                assert a.get(key) == b.get(key), (core["txid"], key)
+            assert a.get("scriptSig", {}).get("hex") == b.get("scriptSig", {}).get("hex")
+        for a, b in zip(mine["vout"], core["vout"], strict=True):
+            assert (a["value"], a["n"], a["scriptPubKey"]["hex"]) == (b["value"], b["n"], b["scriptPubKey"]["hex"])
+            assert a["scriptPubKey"]["type"] == b["scriptPubKey"]["type"], b["scriptPubKey"]
+
+
+def test_segwit_raw_block_sizes():
+    raw = (FIXTURES / "bitcoinj-raw-blocks" / "block481829.raw").read_bytes()
+    block = parse_block(raw)
+    assert block.bip34_height() == 481829
+    assert block.size == len(raw) and block.weight == block.stripped_size * 3 + block.size
+    assert block.stripped_size < block.size  # witness data present
+    coinbase = block.txs[0]
+    assert coinbase.is_coinbase and coinbase.inputs[0]["witness"] and coinbase.wtxid != coinbase.txid
+
+
+@pytest.fixture(scope="module")
+def early_node():
+    with SimNodeProcess("--raw-blocks", str(EARLY_CHAIN)) as node:
+        yield node
+
+
+def test_early_chain_over_rpc(early_node):
+    rpc = early_node.rpc()
+    assert rpc.get_block_hash(0) == "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
+    assert rpc.get_block_count() == 438
+    hashes = rpc.get_block_hashes(list(range(439)))
+    previous_median = 0
+    for height in (0, 1, 100, 170, 438):
+        block = rpc.get_block(hashes[height], 2)
+        assert block["height"] == height and block["confirmations"] == 439 - height
+        assert block.get("previousblockhash") == (hashes[height - 1] if height else None)
+        assert block["mediantime"] >= previous_median
+        previous_median = block["mediantime"]
+    header = rpc.call("getblockheader", hashes[438])
+    assert "nextblockhash" not in header and header["nTx"] == 1
+    assert len(rpc.call("getblockheader", hashes[1], False)) == 160
+    assert rpc.call("getblock", hashes[1], 0).startswith("01000000")
+
+
+def test_block_170_fee_and_prevout(early_node):
+    rpc = early_node.rpc()
+    block = rpc.get_block(rpc.get_block_hash(170), 3)
+    satoshi_to_hal = block["tx"][1]
+    assert satoshi_to_hal["txid"] == "f4184fc596403b9d638783cf57adfe4c75c605f6356fbc91338530e9831e9e16"
+    assert satoshi_to_hal["fee"] == Decimal("0E-8")
+    assert satoshi_to_hal["vin"][0]["prevout"]["value"] == Decimal("50.00000000")
+    assert [o["value"] for o in satoshi_to_hal["vout"]] == [Decimal("10.00000000"), Decimal("40.00000000")]
+    assert "prevout" not in rpc.get_block(rpc.get_block_hash(170), 2)["tx"][1]["vin"][0]
+
+
+def test_amounts_are_written_with_eight_decimals():
+    chain = SimChain()
+    chain.add_raw_file(EARLY_CHAIN)
+    text = chain.block_json(chain.by_height[1].hash, 2).decode()
+    assert '"value":50.00000000' in text
+
+
+def test_reorg_and_mining_keep_the_chain_linked():
+    chain = SimChain(txs_per_block=5)
+    chain.add_synthetic(10, 0)
+    old = [chain.by_height[h].hash for h in range(10)]
+    new = chain.reorg(3, 1)
+    assert len(new) == 4 and chain.tip_height == 10
+    assert [chain.by_height[h].hash for h in range(7)] == old[:7]
+    assert all(chain.by_height[h].hash != old[h] for h in range(7, 10))
+    stale = json.loads(chain.block_json(old[9], 1))
+    assert stale["confirmations"] == -1
+    chain.mine(2)
+    for h in range(1, 13):
+        assert chain.by_height[h].prev_hash == chain.by_height[h - 1].hash
+        assert chain.by_height[h].mediantime >= chain.by_height[h - 1].mediantime
+
+
+def test_synthetic_blocks_are_consistent_and_deterministic():
+    a = SimChain(seed=5, txs_per_block=300)
+    a.add_synthetic(4, 209_998)  # crosses the first halving at 210,000
+    b = SimChain(seed=5, txs_per_block=300)
+    b.add_synthetic(4, 209_998)
+    for height in range(209_998, 210_002):
+        text = a.block_json(a.by_height[height].hash, 3)
+        assert text == b.block_json(b.by_height[height].hash, 3)
+        block = json.loads(text, parse_float=Decimal)
+        fees = Decimal(0)
+        segwit = 0
+        for tx in block["tx"][1:]:
+            inputs = sum(v["prevout"]["value"] for v in tx["vin"])
+            outputs = sum(v["value"] for v in tx["vout"])
+            assert inputs - outputs == tx["fee"] > 0
+            assert tx["weight"] >= 4 * tx["vsize"] - 3 and tx["size"] == len(tx["hex"]) // 2
+            fees += tx["fee"]
+            segwit += any("txinwitness" in v for v in tx["vin"])
+        coinbase = sum(v["value"] for v in block["tx"][0]["vout"])
+        assert coinbase * SAT == subsidy_sat(height) + fees * SAT
+        assert 0.6 < segwit / (len(block["tx"]) - 1) < 0.9
+        assert block["size"] == 80 + 3 + sum(t["size"] for t in block["tx"])
+    assert subsidy_sat(209_999) == 2 * subsidy_sat(210_000)
+
+
+def test_admin_failures_and_auth(early_node):
+    rpc = early_node.rpc(retries=0)
+    rpc.call("simsetfail", 1)
+    from app.btc.rpc import RpcError
+
+    with pytest.raises(RpcError):
+        rpc.get_block_count()
+    assert rpc.get_block_count() == 438
