@@ -5,6 +5,7 @@ The listener, backfill and reconcile commands are thin loops around these functi
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,6 +100,10 @@ def ingest_range(
         batch, batch_tx = [], 0
 
     blocks = rpc.iter_blocks(list(range(start, end + 1)), options.verbosity, options.fetch_workers)
+    # Decoded blocks are large trees of acyclic containers: the cyclic GC would rescan them over and
+    # over for nothing (a third of the loader's time). Reference counting frees them as usual.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         for raw_block in blocks:
             mapped = map_block(raw_block)
@@ -116,6 +121,8 @@ def ingest_range(
         result.mismatch_at = batch[0].height if batch else start
     finally:
         blocks.close()
+        if gc_was_enabled:
+            gc.enable()
     return result
 
 

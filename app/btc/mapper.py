@@ -102,6 +102,42 @@ def _utc(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+def _checked_tx_row(tx: Any, index: int, height: int, event_time: datetime, where: str) -> tuple:
+    """One transaction row with every field checked; raises MalformedBlockError naming the field."""
+    tx_where = f"{where} tx {index}"
+    vin = _require(tx, "vin", list, tx_where)
+    vout = _require(tx, "vout", list, tx_where)
+    if not vin:
+        raise MalformedBlockError(f"{tx_where}: field 'vin' is empty")
+    is_coinbase = isinstance(vin[0], dict) and "coinbase" in vin[0]
+    if is_coinbase != (index == 0):
+        raise MalformedBlockError(
+            f"{tx_where}: coinbase input {'at' if is_coinbase else 'missing from'} position {index}"
+        )
+    output_value = 0
+    for n, out in enumerate(vout):
+        if not isinstance(out, dict) or "value" not in out:
+            raise MalformedBlockError(f"{tx_where} vout {n}: field 'value' missing")
+        output_value += btc_to_sat(out["value"], f"{tx_where} vout {n}")
+    fee = tx.get("fee")
+    fee_sat = None if is_coinbase or fee is None else btc_to_sat(fee, f"{tx_where} fee")
+    return (
+        height,
+        event_time,
+        index,
+        _require(tx, "txid", str, tx_where),
+        _require(tx, "size", int, tx_where),
+        _optional_int(tx, "vsize", tx_where),
+        _optional_int(tx, "weight", tx_where),
+        is_coinbase,
+        any(isinstance(inp, dict) and inp.get("txinwitness") for inp in vin),
+        len(vin),
+        len(vout),
+        output_value,
+        fee_sat,
+    )
+
+
 def map_block(block: Any) -> MappedBlock:
     """Map one getblock verbosity 2/3 result; raises MalformedBlockError naming block and field."""
     if not isinstance(block, dict):
@@ -128,40 +164,46 @@ def map_block(block: Any) -> MappedBlock:
         raise MalformedBlockError(f"{where}: nTx {n_tx} but {len(txs)} transactions")
 
     tx_rows: list[tuple] = []
+    append = tx_rows.append
     for index, tx in enumerate(txs):
-        tx_where = f"{where} tx {index}"
-        vin = _require(tx, "vin", list, tx_where)
-        vout = _require(tx, "vout", list, tx_where)
-        if not vin:
-            raise MalformedBlockError(f"{tx_where}: field 'vin' is empty")
-        is_coinbase = "coinbase" in vin[0]
-        if is_coinbase != (index == 0):
-            raise MalformedBlockError(
-                f"{tx_where}: coinbase input {'at' if is_coinbase else 'missing from'} position {index}"
-            )
+        # Fast path over well-formed JSON; anything unexpected is re-checked field by field for the message.
         try:
-            output_value = sum(btc_to_sat(out["value"], f"{tx_where} vout {n}") for n, out in enumerate(vout))
-        except (KeyError, TypeError) as exc:
-            raise MalformedBlockError(f"{tx_where}: output without 'value'") from exc
-        fee = tx.get("fee")
-        fee_sat = None if is_coinbase or fee is None else btc_to_sat(fee, f"{tx_where} fee")
-        tx_rows.append(
-            (
+            vin = tx["vin"]
+            vout = tx["vout"]
+            is_coinbase = "coinbase" in vin[0]
+            values = [out["value"] for out in vout]
+            total = sum(values, Decimal(0))
+            fee = None if is_coinbase else tx.get("fee")
+            row = (
                 height,
                 event_time,
                 index,
-                _require(tx, "txid", str, tx_where),
-                _require(tx, "size", int, tx_where),
-                _optional_int(tx, "vsize", tx_where),
-                _optional_int(tx, "weight", tx_where),
+                tx["txid"],
+                tx["size"],
+                tx.get("vsize"),
+                tx.get("weight"),
                 is_coinbase,
                 any(inp.get("txinwitness") for inp in vin),
                 len(vin),
                 len(vout),
-                output_value,
-                fee_sat,
+                int(total_sat := total.scaleb(8)),
+                None if fee is None else int(fee_sat := fee.scaleb(8)),
             )
-        )
+            if (
+                type(total) is not Decimal
+                or row[11] != total_sat  # not a whole number of satoshis
+                or (values and min(values) < 0)
+                or (fee is not None and (type(fee) is not Decimal or row[12] != fee_sat or fee < 0))
+                or is_coinbase != (index == 0)
+                or type(row[3]) is not str
+                or type(row[4]) is not int
+                or (row[5] is not None and type(row[5]) is not int)
+                or (row[6] is not None and type(row[6]) is not int)
+            ):
+                raise ValueError
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError):
+            row = _checked_tx_row(tx, index, height, event_time, where)
+        append(row)
 
     block_row = (
         height,

@@ -94,15 +94,15 @@ class SimNodeServer:
             return False
 
     # ---- RPC methods -------------------------------------------------------------------------
-    def dispatch(self, method: str, params: list[Any]) -> str:
-        """The JSON text of the result of one call (raises RpcFailure)."""
+    def dispatch(self, method: str, params: list[Any]) -> str | bytes:
+        """The JSON text of the result of one call (raises RpcFailure); getblock answers cached bytes."""
         chain = self.chain
         if method == "getblock":
             block_hash = _param(params, 0, str)
             verbosity = params[1] if len(params) > 1 else 1
             if isinstance(verbosity, bool):
                 verbosity = int(verbosity)
-            return chain.block_json(block_hash, verbosity).decode()
+            return chain.block_json(block_hash, verbosity)
         if method == "getblockhash":
             height = _param(params, 0, int)
             with chain.lock:
@@ -200,7 +200,9 @@ class _Handler(BaseHTTPRequestHandler):
         except RpcFailure as failure:
             status = 404 if failure.code == RPC_METHOD_NOT_FOUND else 500
             return status, _error_body(request_id, failure.code, failure.message)
-        return 200, ('{"result":' + result + ',"error":null,"id":' + json.dumps(request_id) + "}").encode()
+        if isinstance(result, str):
+            result = result.encode()
+        return 200, b'{"result":' + result + b',"error":null,"id":' + json.dumps(request_id).encode() + b"}"
 
 
 def _error_body(request_id: Any, code: int, message: str) -> bytes:
