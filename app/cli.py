@@ -28,12 +28,7 @@ def _database_url(settings: Settings) -> str:
 def _ingest_options(settings: Settings):
     from app.btc.chain_sync import IngestOptions
 
-    return IngestOptions(
-        verbosity=settings.btc_getblock_verbosity,
-        fetch_workers=settings.btc_fetch_workers,
-        batch_blocks=settings.btc_batch_blocks,
-        batch_max_tx=settings.btc_batch_max_tx,
-    )
+    return IngestOptions.from_settings(settings)
 
 
 def _rpc(settings: Settings):

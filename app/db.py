@@ -59,9 +59,19 @@ class EngineInfo:
         return not self.is_pglite
 
 
+def require_idle(conn: psycopg.Connection, what: str) -> None:
+    """Fail loudly when a caller left a transaction open: `what` must commit on its own."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise RuntimeError(f"{what} needs a connection outside any transaction (found one open)")
+
+
 def engine_info(conn: psycopg.Connection) -> EngineInfo:
+    """Facts about the server; leaves the connection as it found it (no transaction left open)."""
+    was_idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     version_num, version, has_ts = conn.execute(
         "SELECT current_setting('server_version_num')::int, version(),"
         " EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
     ).fetchone()
+    if was_idle and not conn.autocommit:
+        conn.rollback()
     return EngineInfo(version_num, bool(has_ts), "emscripten" in version.lower() or "emcc" in version.lower())

@@ -105,12 +105,7 @@ def run_demo(args: argparse.Namespace) -> int:
     listener = ChainListener(
         conn,
         BitcoinRpc(rpc_config),
-        IngestOptions(
-            settings.btc_getblock_verbosity,
-            settings.btc_fetch_workers,
-            settings.btc_batch_blocks,
-            settings.btc_batch_max_tx,
-        ),
+        IngestOptions.from_settings(settings),
         poll_interval_sec=min(settings.btc_poll_interval_sec, 2.0),
         write_method=settings.db_write_method,
     )

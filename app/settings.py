@@ -85,6 +85,13 @@ class Settings:
         default=100_000,
         metadata={"env": "MQNODE_BTC_BATCH_MAX_TX", "doc": "a batch is cut early once it holds this many transactions"},
     )
+    btc_decode_processes: int = field(
+        default=0,
+        metadata={
+            "env": "MQNODE_BTC_DECODE_PROCESSES",
+            "doc": "worker processes that fetch+decode+map blocks (0 = threads in-process)",
+        },
+    )
     btc_getblock_verbosity: int = field(
         default=2,
         metadata={"env": "MQNODE_BTC_GETBLOCK_VERBOSITY", "doc": "2 or 3 (3 adds prevouts; both give per-tx fee)"},

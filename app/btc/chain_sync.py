@@ -16,7 +16,9 @@ import psycopg
 from app.btc.mapper import MappedBlock, map_block
 from app.btc.rpc import BitcoinRpc
 from app.btc.writer import BlockWriter, ChainMismatchError
+from app.db import require_idle
 from app.progress import Progress
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,17 @@ class IngestOptions:
     fetch_workers: int = 4
     batch_blocks: int = 50
     batch_max_tx: int = 100_000
+    decode_processes: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IngestOptions:
+        return cls(
+            verbosity=settings.btc_getblock_verbosity,
+            fetch_workers=settings.btc_fetch_workers,
+            batch_blocks=settings.btc_batch_blocks,
+            batch_max_tx=settings.btc_batch_max_tx,
+            decode_processes=settings.btc_decode_processes,
+        )
 
 
 @dataclass
@@ -99,14 +112,19 @@ def ingest_range(
             after_batch(batch[-1].height)
         batch, batch_tx = [], 0
 
-    blocks = rpc.iter_blocks(list(range(start, end + 1)), options.verbosity, options.fetch_workers)
+    blocks = rpc.iter_blocks(
+        list(range(start, end + 1)),
+        options.verbosity,
+        options.fetch_workers,
+        transform=map_block,
+        processes=options.decode_processes,
+    )
     # Decoded blocks are large trees of acyclic containers: the cyclic GC would rescan them over and
     # over for nothing (a third of the loader's time). Reference counting frees them as usual.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for raw_block in blocks:
-            mapped = map_block(raw_block)
+        for mapped in blocks:
             if batch and mapped.previous_block_hash != batch[-1].block_hash:
                 flush()
                 result.mismatch_at = mapped.height
@@ -191,6 +209,7 @@ def build_timeline(
     """
     first = last = None
     while True:
+        require_idle(conn, "build_timeline (one transaction per chunk)")
         with conn.transaction():
             row = conn.execute(
                 "SELECT from_bucket, to_bucket, bucket_count FROM core.build_primitive_10m(%s, %s)",

@@ -8,14 +8,16 @@ are retried with exponential backoff; a JSON-RPC error from Core (bad height, un
 from __future__ import annotations
 
 import decimal
+import gc
 import http.client
 import json
 import logging
+import multiprocessing
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +58,11 @@ class RpcError(RuntimeError):
     def __init__(self, method: str, message: str, code: int | None = None):
         super().__init__(f"{method}: {message}" + (f" (code {code})" if code is not None else ""))
         self.method = method
+        self.reason = message
         self.code = code
+
+    def __reduce__(self) -> tuple:  # crosses process boundaries (decode worker processes)
+        return (RpcError, (self.method, self.reason, self.code))
 
 
 @dataclass(frozen=True)
@@ -184,29 +190,72 @@ class BitcoinRpc:
         return self.call("getblock", block_hash, verbosity)
 
     def iter_blocks(
-        self, heights: Sequence[int], verbosity: int = 2, workers: int = 4, hash_chunk: int = 500
-    ) -> Iterator[dict[str, Any]]:
-        """getblock for the heights in order, with up to ``workers`` fetches in flight ahead of the consumer.
+        self,
+        heights: Sequence[int],
+        verbosity: int = 2,
+        workers: int = 4,
+        hash_chunk: int = 500,
+        transform: Callable[[dict[str, Any]], Any] | None = None,
+        processes: int = 0,
+    ) -> Iterator[Any]:
+        """getblock for the heights in order, several fetches in flight ahead of the consumer.
 
+        ``transform`` (e.g. the mapper) runs where the block was fetched. With ``processes`` > 0 the
+        fetch, JSON decoding and transform run in that many worker processes (each with its own
+        connection), so decoding uses more than one core; otherwise ``workers`` threads fetch.
         Hashes are resolved with batched getblockhash just ahead of the fetches, so a caller that
         stops early (a reorg) wastes little.
         """
         if not heights:
             return
-        window = max(1, workers) * 2
-        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="getblock") as pool:
-            pending: list[Future] = []
-            hash_queue: list[str] = []
-            next_index = 0
-            try:
-                while next_index < len(heights) or pending:
-                    while next_index < len(heights) and len(pending) < window:
-                        if not hash_queue:
-                            hash_queue = self.get_block_hashes(heights[next_index : next_index + hash_chunk])
-                        block_hash = hash_queue.pop(0)
-                        pending.append(pool.submit(self.get_block, block_hash, verbosity))
-                        next_index += 1
-                    yield pending.pop(0).result()
-            finally:
-                for future in pending:
-                    future.cancel()
+        transform = transform or _identity
+        if processes > 0:
+            executor: ThreadPoolExecutor | ProcessPoolExecutor = ProcessPoolExecutor(
+                max_workers=processes,
+                mp_context=multiprocessing.get_context("forkserver"),
+                initializer=_init_fetch_process,
+                initargs=(self.config,),
+            )
+            window = processes * 3
+
+            def submit(block_hash: str) -> Future:
+                return executor.submit(_fetch_in_process, block_hash, verbosity, transform)
+        else:
+            executor = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="getblock")
+            window = max(1, workers) * 2
+
+            def submit(block_hash: str) -> Future:
+                return executor.submit(lambda: transform(self.get_block(block_hash, verbosity)))
+
+        pending: list[Future] = []
+        hash_queue: list[str] = []
+        next_index = 0
+        try:
+            while next_index < len(heights) or pending:
+                while next_index < len(heights) and len(pending) < window:
+                    if not hash_queue:
+                        hash_queue = self.get_block_hashes(heights[next_index : next_index + hash_chunk])
+                    pending.append(submit(hash_queue.pop(0)))
+                    next_index += 1
+                yield pending.pop(0).result()
+        finally:
+            for future in pending:
+                future.cancel()
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _identity(block: dict[str, Any]) -> dict[str, Any]:
+    return block
+
+
+_process_rpc: BitcoinRpc | None = None
+
+
+def _init_fetch_process(config: RpcConfig) -> None:
+    global _process_rpc
+    _process_rpc = BitcoinRpc(config)
+    gc.disable()  # decoded blocks hold no reference cycles (see chain_sync.ingest_range)
+
+
+def _fetch_in_process(block_hash: str, verbosity: int, transform: Callable[[dict[str, Any]], Any]) -> Any:
+    return transform(_process_rpc.get_block(block_hash, verbosity))

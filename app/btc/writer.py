@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import psycopg
 
 from app.btc.mapper import BLOCK_COLUMNS, TX_COLUMNS, MappedBlock
-from app.db import EngineInfo, engine_info
+from app.db import EngineInfo, engine_info, require_idle
 
 # Column types for the unnest() INSERT used where COPY is not available.
 BLOCK_TYPES = (
@@ -73,6 +73,7 @@ class BlockWriter:
                 raise ChainMismatchError(
                     f"block {child.height} does not build on {parent.height} ({parent.block_hash}) within the batch"
                 )
+        require_idle(self.conn, "write_batch (one transaction per batch)")
         first, last = heights[0], heights[-1]
         block_rows = [b.block_row for b in blocks]
         tx_rows = [row for b in blocks for row in b.tx_rows]
