@@ -89,7 +89,7 @@ class Settings:
         default=0,
         metadata={
             "env": "MQNODE_BTC_DECODE_PROCESSES",
-            "doc": "worker processes that fetch+decode+map blocks (0 = threads in-process)",
+            "doc": "worker processes that fetch+decode+map ranges of >= 100 blocks (0 = threads in-process)",
         },
     )
     btc_getblock_verbosity: int = field(

@@ -50,6 +50,12 @@ def main() -> None:
     parser.add_argument("--start-height", type=int, default=840000)
     parser.add_argument("--verbosity", type=int, default=2, choices=(2, 3))
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument(
+        "--decode-processes",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[0, 2],
+        help="loader modes to measure, e.g. 0,2 (0 = fetch threads in the loader process)",
+    )
     args = parser.parse_args()
     print(machine_line())
     sim_args = (
@@ -80,28 +86,37 @@ def main() -> None:
         )
         print(f"bare json.loads(parse_float=Decimal), GC off: {decode_sec:.2f}s = {txs / decode_sec:,.0f} tx/s")
 
-        options = IngestOptions(verbosity=args.verbosity, fetch_workers=args.workers, batch_blocks=20)
         end = args.start_height + args.blocks - 1
-        with psycopg.connect(url) as conn:
-            t = time.perf_counter()
-            report = backfill(
-                conn,
-                node.rpc(),
-                "range",
-                options,
-                args.start_height,
-                end,
-                show_progress=False,
-                build_until=datetime(2000, 1, 1, tzinfo=UTC),
+        for processes in args.decode_processes:
+            options = IngestOptions(
+                verbosity=args.verbosity, fetch_workers=args.workers, batch_blocks=20, decode_processes=processes
             )
-            loader_sec = time.perf_counter() - t
-            (stored,) = conn.execute("SELECT count(*) FROM raw.btc_tx_raw").fetchone()
-        assert stored == txs == report.transactions, (stored, txs, report.transactions)
-        print(
-            f"loader end to end (RPC fetch + decode + map + COPY + SQL builders): {loader_sec:.2f}s = "
-            f"{args.blocks / loader_sec:,.1f} blocks/s, {txs / loader_sec:,.0f} tx/s"
-        )
-        print(f"loader / bare decode = {loader_sec / decode_sec:.2f}x (goal <= 2x)")
+            with psycopg.connect(url) as conn:
+                conn.execute(
+                    "TRUNCATE raw.btc_tx_raw, raw.btc_blocks_raw, core.btc_primitive_block,"
+                    " core.btc_primitive_10m, core.sync_checkpoints"
+                )
+                conn.commit()
+                t = time.perf_counter()
+                report = backfill(
+                    conn,
+                    node.rpc(),
+                    "range",
+                    options,
+                    args.start_height,
+                    end,
+                    show_progress=False,
+                    build_until=datetime(2000, 1, 1, tzinfo=UTC),
+                )
+                loader_sec = time.perf_counter() - t
+                (stored,) = conn.execute("SELECT count(*) FROM raw.btc_tx_raw").fetchone()
+            assert stored == txs == report.transactions, (stored, txs, report.transactions)
+            mode = f"{processes} decode processes" if processes else f"{args.workers} fetch threads"
+            print(
+                f"loader end to end ({mode}; RPC fetch + decode + map + COPY + SQL builders): {loader_sec:.2f}s = "
+                f"{args.blocks / loader_sec:,.1f} blocks/s, {txs / loader_sec:,.0f} tx/s; "
+                f"loader / bare decode = {loader_sec / decode_sec:.2f}x (goal <= 2x)"
+            )
 
 
 if __name__ == "__main__":

@@ -105,17 +105,21 @@ def test_recorded_blocks_give_exact_block_facts(db_url, recorded_node):
     assert stored[250000]["total_fee_sat"] == stored[250000]["coinbase_out_sat"] - 25 * 100_000_000
 
 
-def test_verbosity_3_gives_the_same_tables_as_verbosity_2(new_pg_db):
+def test_verbosity_3_and_decode_processes_give_the_same_tables(new_pg_db):
+    variants = [
+        IngestOptions(verbosity=2),
+        IngestOptions(verbosity=3),
+        # fetch + decode + map in two worker processes (normally only for ranges of >= 100 blocks)
+        IngestOptions(verbosity=2, decode_processes=2, process_min_blocks=1),
+    ]
     snapshots = []
     with SimNodeProcess("--raw-blocks", str(EARLY_CHAIN)) as node:
-        for verbosity in (2, 3):
+        for options in variants:
             url = new_pg_db()
             with psycopg.connect(url) as conn:
-                backfill(
-                    conn, node.rpc(), "full", IngestOptions(verbosity=verbosity), show_progress=False, build_until=UNTIL
-                )
+                backfill(conn, node.rpc(), "full", options, show_progress=False, build_until=UNTIL)
                 snapshots.append(chain_snapshot(conn))
-    assert snapshots[0] == snapshots[1]
+    assert snapshots[0] == snapshots[1] == snapshots[2]
     non_coinbase = [r for r in snapshots[0]["raw.btc_tx_raw"] if not r[7]]
     # The early chain's 7 non-coinbase transactions, each with the fee the node reported (all 0 then).
     assert [r[12] for r in non_coinbase] == [0] * 7

@@ -36,6 +36,7 @@ class IngestOptions:
     batch_blocks: int = 50
     batch_max_tx: int = 100_000
     decode_processes: int = 0
+    process_min_blocks: int = 100
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestOptions:
@@ -117,7 +118,8 @@ def ingest_range(
         options.verbosity,
         options.fetch_workers,
         transform=map_block,
-        processes=options.decode_processes,
+        # Worker processes pay a start-up cost: worth it for bulk ranges, not for the next block at the tip.
+        processes=options.decode_processes if end - start + 1 >= options.process_min_blocks else 0,
     )
     # Decoded blocks are large trees of acyclic containers: the cyclic GC would rescan them over and
     # over for nothing (a third of the loader's time). Reference counting frees them as usual.
