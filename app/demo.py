@@ -84,11 +84,18 @@ def run_demo(args: argparse.Namespace) -> int:
     from app.btc.listener import ChainListener
     from app.btc.rpc import BitcoinRpc, RpcConfig
     from app.db import connect, resolve_database_url
+    from app.embedded_pg import EmbeddedPostgres
     from app.migrations import upgrade_database
 
     settings = Settings.from_env()
-    database_url = resolve_database_url(settings)
-    print(f"database: {database_url}", flush=True)
+    embedded = None
+    if settings.database_url:
+        database_url = resolve_database_url(settings)
+    else:
+        embedded = EmbeddedPostgres(settings.embedded_dir / "postgres", settings.embedded_port)
+        embedded.start()
+        database_url = embedded.url
+    print(f"database: {database_url}" + (" (embedded, stopped when the demo ends)" if embedded else ""), flush=True)
     upgrade_database(database_url)
 
     sim = None
@@ -137,5 +144,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 sim.wait(10)
             except subprocess.TimeoutExpired:
                 sim.kill()
+        if embedded is not None:
+            embedded.stop()
         logging.getLogger(__name__).info("demo stopped")
     return 0

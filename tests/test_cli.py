@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -129,3 +129,19 @@ def test_listener_notifies_after_commit_and_advances_idle_timeline(pg_url):
             "SELECT max(bucket_start_utc), max(best_block_height_last) FROM core.btc_primitive_10m"
         ).fetchone()
         assert (last, height) == (datetime(2009, 1, 20, 12, 30, tzinfo=UTC), 438)
+
+
+def test_demo_runs_the_chain_lane_end_to_end(pg_url):
+    """README's run command (scripts/run.sh -> mqnode demo) on a given database, briefly."""
+    env = {"MQNODE_DATABASE_URL": pg_url, "MQNODE_BTC_RPC_URL": ""}
+    result = mqnode("demo", "--port", "0", "--mine-every", "2", "--duration", "25", env=env, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "initial sync done: raw checkpoint height 438" in result.stdout
+    assert "psql 'postgresql://" in result.stdout
+    with psycopg.connect(pg_url) as conn:
+        (tip, last_bucket, now_bucket) = conn.execute(
+            "SELECT (SELECT max(height) FROM raw.btc_blocks_raw), (SELECT max(bucket_start_utc) FROM"
+            " core.btc_primitive_10m), core.bucket_10m(now())"
+        ).fetchone()
+    assert tip > 438  # live synthetic blocks mined on top of the real early chain were followed
+    assert last_bucket >= now_bucket - timedelta(minutes=10)  # the timeline reaches the current bucket
