@@ -143,3 +143,12 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def early_node():
+    """sim-node replaying the real mainnet chain 0-438 (bitcoinj's blk file), shared by the session."""
+    from tests.simnode_proc import EARLY_CHAIN, SimNodeProcess
+
+    with SimNodeProcess("--raw-blocks", str(EARLY_CHAIN)) as node:
+        yield node

@@ -12,12 +12,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import psycopg
-import pytest
 
 from app.btc.backfill import backfill
 from app.btc.chain_sync import IngestOptions
 from tests.chainrows import chain_snapshot
-from tests.simnode_proc import EARLY_CHAIN, FIXTURES, SimNodeProcess
+from tests.simnode_proc import FIXTURES, SimNodeProcess
 
 UNTIL = datetime(2009, 1, 15, tzinfo=UTC)
 
@@ -42,12 +41,6 @@ def coin_metrics_rows() -> dict[date, dict[str, str]]:
 
 def sat(btc: str) -> int:
     return int(Decimal(btc) * 100_000_000)
-
-
-@pytest.fixture(scope="module")
-def early_node():
-    with SimNodeProcess("--raw-blocks", str(EARLY_CHAIN)) as node:
-        yield node
 
 
 def ingest_early_chain(url: str, node: SimNodeProcess) -> None:

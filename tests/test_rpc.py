@@ -13,14 +13,8 @@ GENESIS = "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
 BLOCK_1 = "00000000839a8e6886ab5951d76f411475428afc90947ee320161bbf18eb6048"
 
 
-@pytest.fixture(scope="module")
-def node():
-    with SimNodeProcess("--raw-blocks", str(EARLY_CHAIN)) as node:
-        yield node
-
-
-def test_calls_and_batched_hashes(node):
-    rpc = node.rpc()
+def test_calls_and_batched_hashes(early_node):
+    rpc = early_node.rpc()
     assert rpc.get_block_count() == 438
     assert rpc.get_block_hashes([0, 1]) == [GENESIS, BLOCK_1]
     assert len(rpc.get_block_hashes(list(range(439)), chunk=100)) == 439
@@ -28,8 +22,8 @@ def test_calls_and_batched_hashes(node):
     assert (info["blocks"], info["chain"]) == (438, "main")
 
 
-def test_prefetch_keeps_order_across_threads(node):
-    rpc = node.rpc()
+def test_prefetch_keeps_order_across_threads(early_node):
+    rpc = early_node.rpc()
     seen_threads = set()
     original = rpc.get_block
 
@@ -43,8 +37,8 @@ def test_prefetch_keeps_order_across_threads(node):
     assert len(seen_threads) > 1  # several getblock in flight, one proxy per thread
 
 
-def test_wrong_password_is_a_clear_error(node):
-    rpc = BitcoinRpc(RpcConfig(node.url, RPC_USER, "wrong", retries=0))
+def test_wrong_password_is_a_clear_error(early_node):
+    rpc = BitcoinRpc(RpcConfig(early_node.url, RPC_USER, "wrong", retries=0))
     with pytest.raises(RpcError, match="401"):
         rpc.get_block_count()
 
@@ -58,25 +52,29 @@ def test_cookie_file_auth(tmp_path):
     assert cookie.read_text().startswith("__cookie__:")
 
 
-def test_no_credentials_is_a_configuration_error(node):
+def test_no_credentials_is_a_configuration_error(early_node):
     with pytest.raises(ValueError, match="no RPC credentials"):
-        BitcoinRpc(RpcConfig(node.url)).get_block_count()
+        BitcoinRpc(RpcConfig(early_node.url)).get_block_count()
 
 
-def test_retries_5xx_with_doubling_backoff(node):
+def test_retries_5xx_with_doubling_backoff(early_node):
     delays = []
-    rpc = BitcoinRpc(RpcConfig(node.url, RPC_USER, RPC_PASSWORD, retries=4, backoff_sec=0.01), sleep=delays.append)
+    rpc = BitcoinRpc(
+        RpcConfig(early_node.url, RPC_USER, RPC_PASSWORD, retries=4, backoff_sec=0.01), sleep=delays.append
+    )
     rpc.call("simsetfail", 3)
     assert rpc.get_block_count() == 438
     assert delays == [0.01, 0.02, 0.04]
 
 
-def test_gives_up_after_retries(node):
-    rpc = BitcoinRpc(RpcConfig(node.url, RPC_USER, RPC_PASSWORD, retries=1, backoff_sec=0.0), sleep=lambda _: None)
+def test_gives_up_after_retries(early_node):
+    rpc = BitcoinRpc(
+        RpcConfig(early_node.url, RPC_USER, RPC_PASSWORD, retries=1, backoff_sec=0.0), sleep=lambda _: None
+    )
     rpc.call("simsetfail", 5)
     with pytest.raises(RpcError):
         rpc.get_block_count()
-    node.rpc().call("simsetfail", 0)
+    early_node.rpc().call("simsetfail", 0)
 
 
 def test_unreachable_node():
@@ -87,9 +85,9 @@ def test_unreachable_node():
         rpc.get_block_count()
 
 
-def test_rpc_error_is_not_retried(node):
+def test_rpc_error_is_not_retried(early_node):
     delays = []
-    rpc = BitcoinRpc(RpcConfig(node.url, RPC_USER, RPC_PASSWORD, retries=3), sleep=delays.append)
+    rpc = BitcoinRpc(RpcConfig(early_node.url, RPC_USER, RPC_PASSWORD, retries=3), sleep=delays.append)
     with pytest.raises(RpcError, match="out of range") as info:
         rpc.get_block_hash(10_000)
     assert info.value.code == -8 and delays == []

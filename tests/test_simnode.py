@@ -11,7 +11,7 @@ import pytest
 from app.simnode.chain import SimChain
 from app.simnode.rawblock import parse_block
 from app.simnode.synthetic import subsidy_sat
-from tests.simnode_proc import EARLY_CHAIN, FIXTURES, SimNodeProcess
+from tests.simnode_proc import EARLY_CHAIN, FIXTURES
 
 JS_BLOCKS = FIXTURES / "js-bitcoin-block"
 SAT = Decimal(100_000_000)
@@ -67,12 +67,6 @@ def test_segwit_raw_block_sizes():
     assert block.stripped_size < block.size  # witness data present
     coinbase = block.txs[0]
     assert coinbase.is_coinbase and coinbase.inputs[0]["witness"] and coinbase.wtxid != coinbase.txid
-
-
-@pytest.fixture(scope="module")
-def early_node():
-    with SimNodeProcess("--raw-blocks", str(EARLY_CHAIN)) as node:
-        yield node
 
 
 def test_early_chain_over_rpc(early_node):

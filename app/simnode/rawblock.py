@@ -111,8 +111,23 @@ def script_type(script: bytes) -> str:
     return "nonstandard"
 
 
+class TxSizes:
+    """weight and vsize from the serialized size with (size) and without (base_size) witness data."""
+
+    size: int
+    base_size: int
+
+    @property
+    def weight(self) -> int:
+        return self.base_size * 3 + self.size
+
+    @property
+    def vsize(self) -> int:
+        return (self.weight + 3) // 4
+
+
 @dataclass
-class RawTx:
+class RawTx(TxSizes):
     """One decoded transaction (amounts in satoshis)."""
 
     txid: str
@@ -124,14 +139,6 @@ class RawTx:
     inputs: list[dict]  # {prev_txid, prev_vout, script_sig, sequence, witness: list[bytes]}
     outputs: list[tuple[int, bytes]]  # (value_sat, script_pubkey)
     raw: bytes
-
-    @property
-    def weight(self) -> int:
-        return self.base_size * 3 + self.size
-
-    @property
-    def vsize(self) -> int:
-        return (self.weight + 3) // 4
 
     @property
     def is_coinbase(self) -> bool:

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from app.simnode.rawblock import merkle_root, script_asm, script_type, varint_size
+from app.simnode.rawblock import TxSizes, merkle_root, script_asm, script_type, varint_size
 
 DEFAULT_START_TIME = 1713571200  # 2024-04-20T00:00:00Z, the block-840000 halving day
 DEFAULT_BITS = 0x17034219
@@ -25,7 +25,7 @@ def subsidy_sat(height: int) -> int:
 
 
 @dataclass(frozen=True)
-class SynthTx:
+class SynthTx(TxSizes):
     txid: str
     wtxid: str
     size: int
@@ -36,14 +36,6 @@ class SynthTx:
     fee: int | None
     coinbase_script: bytes | None
     raw_hex: str
-
-    @property
-    def weight(self) -> int:
-        return self.base_size * 3 + self.size
-
-    @property
-    def vsize(self) -> int:
-        return (self.weight + 3) // 4
 
 
 @dataclass(frozen=True)
