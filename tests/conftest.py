@@ -29,17 +29,6 @@ ENGINE_DIR = ROOT / "tests" / "engines"
 FIXTURES = ROOT / "tests" / "fixtures"
 ENGINES = ("postgres", "timescaledb")
 
-# Tables a test may write; reset between tests on the single-database engine.
-DATA_TABLES = (
-    "raw.btc_tx_raw",
-    "raw.btc_blocks_raw",
-    "core.btc_primitive_block",
-    "core.btc_primitive_10m",
-    "core.mq_btc_price_10m",
-    "core.btc_reorg_events",
-    "core.sync_checkpoints",
-)
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -109,8 +98,16 @@ def fresh_postgres_db(server: EmbeddedPostgres) -> str:
 
 
 def reset_engine_tables(url: str) -> None:
+    """Empty every table of the raw and core schemas (the single-database engine's per-test reset)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE " + ", ".join(DATA_TABLES) + " RESTART IDENTITY")
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables"
+                " WHERE table_schema IN ('raw', 'core') AND table_type = 'BASE TABLE'"
+            ).fetchall()
+        ]
+        conn.execute("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY")
 
 
 @pytest.fixture(params=ENGINES)

@@ -11,20 +11,15 @@ from app.btc.backfill import backfill, reconcile
 from app.btc.chain_sync import IngestOptions
 from app.btc.listener import ChainListener
 from tests.chainrows import chain_snapshot
-from tests.conftest import DATA_TABLES
+from tests.conftest import reset_engine_tables
 from tests.simnode_proc import SimNodeProcess
 
 UNTIL = datetime(2024, 1, 2, tzinfo=UTC)
 OPTIONS = IngestOptions(batch_blocks=4, fetch_workers=3)
 
 
-def reset(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE " + ", ".join(DATA_TABLES) + " RESTART IDENTITY")
-
-
 def clean_ingest_snapshot(url: str, node: SimNodeProcess) -> dict:
-    reset(url)
+    reset_engine_tables(url)
     with psycopg.connect(url) as conn:
         backfill(conn, node.rpc(), "full", OPTIONS, show_progress=False, build_until=UNTIL)
         return chain_snapshot(conn)

@@ -1,0 +1,263 @@
+"""Price-lane SQL on hand-made rows, both engines: registry seeding, venue 10m rows, the canonical composer."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+
+import psycopg
+import pytest
+
+from tests.chainrows import Block, insert_blocks
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+SYMBOL = {
+    "bitstamp": "btcusd",
+    "coinbase": "BTC-USD",
+    "bybit": "BTCUSDT",
+    "binance": "BTCUSDT",
+    "okx": "BTC-USDT",
+    "bitfinex": "tBTCUSD",
+}
+
+
+def bucket(n: int) -> datetime:
+    return T0 + timedelta(minutes=10 * n)
+
+
+def seed(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        conn.execute("SELECT core.seed_price_source_registry()")
+
+
+def venue_row(conn, venue, n, o, h, low, c, volume, updated_after_close=True, actual=10):
+    updated = bucket(n) + timedelta(minutes=15 if updated_after_close else 5)
+    conn.execute(
+        f"INSERT INTO core.{venue}_price_10m (bucket_start_utc, symbol, open_price_usd, high_price_usd, low_price_usd,"
+        " close_price_usd, volume_btc, source_updated_at, quality_status, data_source_mode,"
+        " expected_child_candle_count, actual_child_candle_count)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'complete', 'test', 10, %s)",
+        (bucket(n), SYMBOL[venue], o, h, low, c, volume, updated, actual),
+    )
+
+
+def handmade_venues(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        # bucket 1: one venue
+        venue_row(conn, "bitstamp", 1, 100, 110, 90, 105, 2)
+        # bucket 2: two valid venues weighted 1:3, okx invalid (high below open)
+        venue_row(conn, "coinbase", 2, 100, 120, 95, 110, 1)
+        venue_row(conn, "bitstamp", 2, 102, 112, 98, 108, 3)
+        venue_row(conn, "okx", 2, 100, 90, 80, 95, 5)
+        # bucket 3: volumes all zero -> equal weights
+        venue_row(conn, "bitfinex", 3, 200, 210, 190, 205, 0)
+        venue_row(conn, "bybit", 3, 202, 212, 192, 207, 0)
+        # bucket 4: binance 29% above the others (an outlier for median_filtered_v1)
+        venue_row(conn, "coinbase", 4, 100, 100, 100, 100, 1)
+        venue_row(conn, "bitstamp", 4, 101, 101, 101, 101, 1)
+        venue_row(conn, "binance", 4, 130, 130, 130, 130, 1)
+        # bucket 5: okx written before its bucket closed (stale for median_filtered_v1)
+        venue_row(conn, "coinbase", 5, 100, 100, 100, 100, 1)
+        venue_row(conn, "okx", 5, 102, 102, 102, 102, 1, updated_after_close=False)
+        # bucket 6: nobody traded. bucket 7: one venue, a symbol the registry does not use is ignored.
+        venue_row(conn, "bitstamp", 7, 50, 50, 50, 50, 1)
+        conn.execute(
+            "INSERT INTO core.bitstamp_price_10m (bucket_start_utc, symbol, open_price_usd, high_price_usd,"
+            " low_price_usd, close_price_usd, source_updated_at, quality_status, data_source_mode)"
+            " VALUES (%s, 'btceur', 1, 1, 1, 1, %s, 'complete', 'test')",
+            (bucket(7), bucket(8)),
+        )
+
+
+def canonical(conn) -> list[tuple]:
+    rows = conn.execute(
+        "SELECT bucket_start_utc, source_count, source_names, open_price_usd, high_price_usd, low_price_usd,"
+        " close_price_usd, volume_btc, excluded_sources FROM core.mq_btc_price_10m ORDER BY 1"
+    ).fetchall()
+    conn.commit()
+    return [(*r[:8], [(e["source"], e["reason"].split(":")[0]) for e in r[8]]) for r in rows]
+
+
+def compose(conn, method="volume_weighted_ohlc_v1", **kw):
+    with conn.transaction():
+        return conn.execute(
+            "SELECT * FROM core.compose_btc_price_10m(%s, %s, %s)", (method, kw.get("start"), kw.get("end"))
+        ).fetchall()
+
+
+def test_registry_seed_keeps_edits_and_resets_on_request(db_url):
+    with psycopg.connect(db_url) as conn:
+        seed(conn)
+        rows = conn.execute(
+            "SELECT source_name, config_json ->> 'mode', enabled FROM core.mq_price_source_registry"
+            " ORDER BY priority_rank"
+        ).fetchall()
+        assert rows == [
+            ("bitstamp", "local", True),
+            ("coinbase", "local", True),
+            ("bybit", "local", True),
+            ("binance", "remote", True),
+            ("okx", "local", True),
+            ("bitfinex", "local", True),
+        ]
+        (binance,) = conn.execute(
+            "SELECT config_json FROM core.mq_price_source_registry WHERE source_name = 'binance'"
+        ).fetchone()
+        assert binance == {
+            "mode": "remote",
+            "api_base": "https://api.binance.com",
+            "endpoint": "/api/v3/klines",
+            "market_type": "spot",
+            "symbol": "BTCUSDT",
+            "child_interval": "1m",
+            "historical_start_utc": "2017-08-17T00:00:00Z",
+            "auto_historical_backfill": True,
+        }
+        with conn.transaction():
+            conn.execute(
+                "UPDATE core.mq_price_source_registry SET enabled = false, config_json = config_json"
+                " || '{\"mode\": \"local\"}' WHERE source_name IN ('okx', 'binance')"
+            )
+        seed(conn)  # re-seeding keeps the edits
+        edited = conn.execute(
+            "SELECT source_name, config_json ->> 'mode', enabled FROM core.mq_price_source_registry"
+            " WHERE source_name IN ('okx', 'binance') ORDER BY 1"
+        ).fetchall()
+        assert edited == [("binance", "local", False), ("okx", "local", False)]
+        with conn.transaction():
+            (n,) = conn.execute("SELECT core.seed_price_source_registry('binance')").fetchone()
+        assert n == 1
+        reset = conn.execute(
+            "SELECT config_json ->> 'mode', enabled FROM core.mq_price_source_registry WHERE source_name = 'binance'"
+        ).fetchone()
+        assert reset == ("remote", True)
+
+
+def test_venue_10m_rows_from_child_candles(db_url):
+    with psycopg.connect(db_url) as conn:
+        with conn.transaction():
+            rows = []
+            for minute in range(10):  # bucket 0: all ten 1m candles
+                rows.append(
+                    (
+                        bucket(0) + timedelta(minutes=minute),
+                        100 + minute,
+                        101 + minute,
+                        99 + minute,
+                        100.5 + minute,
+                        1,
+                        100,
+                    )
+                )
+            for minute in (0, 4, 9):  # bucket 2: three of ten (bucket 1 has none: no row, never a fake one)
+                rows.append((bucket(2) + timedelta(minutes=minute), 200, 210 + minute, 190, 205, 2, 400))
+            for t, o, h, low, c, vol, quote in rows:
+                conn.execute(
+                    "INSERT INTO raw.venue_candles (venue, symbol, interval_sec, open_time, open_price, high_price,"
+                    " low_price, close_price, volume_base, volume_quote, trade_count, raw_payload, loaded_at)"
+                    " VALUES ('coinbase', 'BTC-USD', 60, %s, %s, %s, %s, %s, %s, %s, 7, %s, %s)",
+                    (t, o, h, low, c, vol, quote, json.dumps([t.isoformat()]), bucket(3)),
+                )
+            (n,) = conn.execute(
+                "SELECT core.build_venue_price_10m('coinbase', 'BTC-USD', %s, %s)", (bucket(0), bucket(2))
+            ).fetchone()
+        assert n == 2
+        query = (
+            "SELECT bucket_start_utc, open_price_usd, high_price_usd, low_price_usd, close_price_usd, volume_btc,"
+            " volume_usd, trade_count, quality_status, expected_child_candle_count, actual_child_candle_count,"
+            " gap_count FROM core.coinbase_price_10m ORDER BY 1"
+        )
+        first = conn.execute(query).fetchall()
+        assert first == [
+            (bucket(0), D(100), D(110), D(99), D("109.5"), D(10), D(1000), 70, "complete", 10, 10, 0),
+            (bucket(2), D(200), D(219), D(190), D(205), D(6), D(1200), 21, "partial", 10, 3, 7),
+        ]
+        (checkpoint,) = conn.execute(
+            "SELECT last_bucket_time FROM core.sync_checkpoints WHERE component = 'btc_price_source_coinbase'"
+        ).fetchone()
+        assert checkpoint == bucket(0)  # the last complete bucket
+        with conn.transaction():
+            conn.execute("SELECT core.build_venue_price_10m('coinbase', 'BTC-USD', %s, %s)", (bucket(0), bucket(2)))
+        assert conn.execute(query).fetchall() == first
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            conn.execute("SELECT core.build_venue_price_10m('kraken', 'XBTUSD', %s, %s)", (bucket(0), bucket(1)))
+
+
+def test_composer_volume_weighted_v1(db_url):
+    with psycopg.connect(db_url) as conn:
+        seed(conn)
+        handmade_venues(conn)
+        assert compose(conn) == [(bucket(1), bucket(7), 7)]
+        assert canonical(conn) == [
+            (bucket(1), 1, ["bitstamp"], D(100), D(110), D(90), D(105), D(2), []),
+            (
+                bucket(2),
+                2,
+                ["bitstamp", "coinbase"],
+                D("101.5"),
+                D(114),
+                D("97.25"),
+                D("108.5"),
+                D(4),
+                [("okx", "invalid")],
+            ),
+            (bucket(3), 2, ["bitfinex", "bybit"], D(201), D(211), D(191), D(206), D(0), []),
+            (
+                bucket(4),
+                3,
+                ["binance", "bitstamp", "coinbase"],
+                D("110.33333333"),
+                D("110.33333333"),
+                D("110.33333333"),
+                D("110.33333333"),
+                D(3),
+                [],
+            ),
+            (bucket(5), 2, ["coinbase", "okx"], D(101), D(101), D(101), D(101), D(2), []),
+            (bucket(6), 0, [], None, None, None, None, None, []),
+            (bucket(7), 1, ["bitstamp"], D(50), D(50), D(50), D(50), D(1), []),
+        ]
+        before = canonical(conn)
+        compose(conn, start=bucket(1))  # re-composing a range yields identical rows
+        assert canonical(conn) == before
+
+
+def test_composer_median_filtered_excludes_outliers_and_stale_rows(db_url):
+    with psycopg.connect(db_url) as conn:
+        seed(conn)
+        handmade_venues(conn)
+        compose(conn, "median_filtered_v1")
+        rows = {r[0]: r for r in canonical(conn)}
+    assert rows[bucket(4)] == (
+        bucket(4),
+        2,
+        ["bitstamp", "coinbase"],
+        D("100.5"),
+        D("100.5"),
+        D("100.5"),
+        D("100.5"),
+        D(2),
+        [("binance", "outlier")],
+    )
+    assert rows[bucket(5)] == (bucket(5), 1, ["coinbase"], D(100), D(100), D(100), D(100), D(1), [("okx", "stale")])
+    assert rows[bucket(2)][-1] == [("okx", "invalid")]
+
+
+def test_composer_is_timeline_complete_against_the_backbone(db_url):
+    btc = 100_000_000
+    with psycopg.connect(db_url) as conn:
+        seed(conn)
+        insert_blocks(conn, [Block(0, bucket(0), bucket(0), 50 * btc), Block(1, bucket(2), bucket(2), 50 * btc)])
+        with conn.transaction():
+            conn.execute("SELECT * FROM core.build_primitive_10m(%s)", (bucket(8),))
+        handmade_venues(conn)
+        assert compose(conn) == [(bucket(0), bucket(8), 9)]
+        prices = conn.execute(
+            "SELECT p.bucket_start_utc, m.source_count, p.close_price_usd, p.market_cap_usd"
+            " FROM core.btc_primitive_10m AS p JOIN core.mq_btc_price_10m AS m USING (bucket_start_utc) ORDER BY 1"
+        ).fetchall()
+    assert [(r[0], r[1]) for r in prices] == [(bucket(n), c) for n, c in enumerate([0, 1, 2, 2, 3, 2, 0, 1, 0])]
+    # Supply is 50 BTC from block 1 (bucket 2) on; market cap = supply x canonical close; NULL without a price.
+    assert prices[0][2:] == (None, None) and prices[1][2:] == (D(105), D(0))
+    assert prices[2][2:] == (D("108.5"), D("5425.00000000")) and prices[6][2:] == (None, None)
