@@ -157,6 +157,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_prices_seed(args: argparse.Namespace) -> int:
+    from app.db import connect
+
+    conn = connect(_database_url(_settings()))
+    with conn.transaction():
+        (rows,) = conn.execute("SELECT core.seed_price_source_registry(%s)", (args.reset,)).fetchone()
+    conn.close()
+    what = f"reset {args.reset}" if args.reset else "seeded (existing rows kept as edited)"
+    print(f"mq_price_source_registry {what}: {rows} row(s) written")
+    return 0
+
+
+def cmd_prices_compose(args: argparse.Namespace) -> int:
+    from app.db import connect
+
+    conn = connect(_database_url(_settings()))
+    start = _parse_until(args.start)
+    end = _parse_until(args.end)
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT from_bucket, to_bucket, bucket_count"
+            " FROM core.compose_btc_price_10m(%s, %s::timestamptz, %s::timestamptz, %s::numeric, %s::numeric)",
+            (args.method, start, end, str(args.max_deviation), str(args.min_coverage)),
+        ).fetchone()
+    conn.close()
+    if row is None:
+        print("mq_btc_price_10m: nothing to compose (no backbone and no venue rows in range)")
+    else:
+        print(f"mq_btc_price_10m composed {row[0]} .. {row[1]} ({row[2]} buckets, {args.method})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mqnode", description="MQNODE: Bitcoin data node computed in SQL")
     parser.add_argument("--log-level", default=os.environ.get("MQNODE_LOG_LEVEL", "INFO"))
@@ -192,6 +224,30 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim-node", help="local Bitcoin Core JSON-RPC simulator", add_help=False)
     sim.add_argument("sim_args", nargs=argparse.REMAINDER)
     sim.set_defaults(func=cmd_sim_node)
+
+    prices = sub.add_parser("prices", help="price lane").add_subparsers(dest="prices_command", required=True)
+    seed = prices.add_parser("seed", help="seed mq_price_source_registry with the six venues (keeps edits)")
+    seed.add_argument("--reset", metavar="VENUE|all", help="restore this venue (or all) to the defaults")
+    seed.set_defaults(func=cmd_prices_seed)
+    compose = prices.add_parser("compose", help="compose mq_btc_price_10m from the venue tables in SQL")
+    compose.add_argument(
+        "--method", choices=("volume_weighted_ohlc_v1", "median_filtered_v1"), default="volume_weighted_ohlc_v1"
+    )
+    compose.add_argument("--start", help="first bucket (ISO time; default: the composer checkpoint)")
+    compose.add_argument("--end", help="last bucket (ISO time; default: the end of the timeline)")
+    compose.add_argument(
+        "--max-deviation",
+        type=float,
+        default=0.02,
+        help="median_filtered_v1: largest share a close may stray from the venues' median",
+    )
+    compose.add_argument(
+        "--min-coverage",
+        type=float,
+        default=0.5,
+        help="median_filtered_v1: smallest share of child candles a venue row needs",
+    )
+    compose.set_defaults(func=cmd_prices_compose)
 
     demo = sub.add_parser("demo", help="embedded PostgreSQL + sim-node + listener, with SQL to try")
     demo.add_argument("--mine-every", type=float, default=20.0, help="seconds between live synthetic blocks")

@@ -261,3 +261,19 @@ def test_composer_is_timeline_complete_against_the_backbone(db_url):
     # Supply is 50 BTC from block 1 (bucket 2) on; market cap = supply x canonical close; NULL without a price.
     assert prices[0][2:] == (None, None) and prices[1][2:] == (D(105), D(0))
     assert prices[2][2:] == (D("108.5"), D("5425.00000000")) and prices[6][2:] == (None, None)
+
+
+def test_prices_commands(pg_url):
+    from tests.test_cli import mqnode
+
+    env = {"MQNODE_DATABASE_URL": pg_url}
+    seeded = mqnode("prices", "seed", env=env)
+    assert seeded.returncode == 0 and "6 row(s) written" in seeded.stdout, seeded.stderr
+    assert "0 row(s) written" in mqnode("prices", "seed", env=env).stdout
+    with psycopg.connect(pg_url) as conn:
+        handmade_venues(conn)
+    composed = mqnode("prices", "compose", "--method", "median_filtered_v1", env=env)
+    assert composed.returncode == 0, composed.stderr
+    assert "2024-01-01 00:10:00+00:00 .. 2024-01-01 01:10:00+00:00 (7 buckets, median_filtered_v1)" in composed.stdout
+    bad = mqnode("prices", "compose", "--method", "mean", env=env)
+    assert bad.returncode != 0 and "invalid choice" in bad.stderr
