@@ -169,6 +169,39 @@ def cmd_prices_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prices_ingest(args: argparse.Namespace) -> int:
+    import threading
+
+    from app.db import connect
+    from app.market.ingest import ingest_sources
+
+    if not args.source and not args.all_enabled:
+        raise SystemExit("prices ingest: give --source NAME or --all-enabled")
+    settings = _settings()
+    conn = connect(_database_url(settings))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    failed = False
+    while not stop.is_set():
+        try:
+            reports = ingest_sources(conn, args.source)
+        except ValueError as exc:
+            raise SystemExit(f"prices ingest: {exc}") from exc
+        for r in reports:
+            print(
+                f"{r.source}: {r.status} {r.start or ''} .. {r.end or ''} candles={r.candles} rejected={r.rejected}"
+                + (f" error={r.message}" if r.message else ""),
+                flush=True,
+            )
+        failed = any(r.status == "error" for r in reports)
+        if args.once:
+            break
+        stop.wait(settings.price_poll_interval_sec)
+    conn.close()
+    return 1 if failed and args.once else 0
+
+
 def cmd_prices_compose(args: argparse.Namespace) -> int:
     from app.db import connect
 
@@ -229,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     seed = prices.add_parser("seed", help="seed mq_price_source_registry with the six venues (keeps edits)")
     seed.add_argument("--reset", metavar="VENUE|all", help="restore this venue (or all) to the defaults")
     seed.set_defaults(func=cmd_prices_seed)
+    ingest = prices.add_parser("ingest", help="fetch venue child candles and build <venue>_price_10m")
+    which = ingest.add_mutually_exclusive_group()
+    which.add_argument("--source", help="one venue of mq_price_source_registry")
+    which.add_argument("--all-enabled", action="store_true", help="every enabled venue (remote ones are skipped)")
+    ingest.add_argument("--once", action="store_true", help="one pass, then exit (non-zero if a source failed)")
+    ingest.set_defaults(func=cmd_prices_ingest)
     compose = prices.add_parser("compose", help="compose mq_btc_price_10m from the venue tables in SQL")
     compose.add_argument(
         "--method", choices=("volume_weighted_ohlc_v1", "median_filtered_v1"), default="volume_weighted_ohlc_v1"

@@ -100,6 +100,9 @@ class Settings:
         default=5.0,
         metadata={"env": "MQNODE_BTC_POLL_INTERVAL_SEC", "doc": "listener sleep when the node has no new block"},
     )
+    price_poll_interval_sec: float = field(
+        default=60.0, metadata={"env": "MQNODE_PRICE_POLL_INTERVAL_SEC", "doc": "pause between price ingest passes"}
+    )
     db_write_method: str = field(
         default="auto",
         metadata={

@@ -1,0 +1,135 @@
+"""`mqnode prices ingest`: registry-driven venue ingestion into raw.venue_candles and <venue>_price_10m.
+
+First run of a source: from config_json.historical_start_utc; later runs: from its checkpoint - 10m
+(the last complete bucket is fetched again, and the forming one completes). Each fetched window is one
+transaction: candles upserted, core.build_venue_price_10m over the window, checkpoint moved in SQL.
+Sources in mode 'remote' (Binance, fed by the cloud collector through the internal route) are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from app.db import require_idle
+from app.market.candles import Candle
+from app.market.fetch import VenueFetcher, VenueFetchError, utc
+
+log = logging.getLogger(__name__)
+
+UPSERT_CANDLE = """
+INSERT INTO raw.venue_candles AS c (venue, symbol, interval_sec, open_time, open_price, high_price, low_price,
+                                     close_price, volume_base, volume_quote, trade_count, raw_payload)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (venue, symbol, interval_sec, open_time) DO UPDATE
+SET open_price = excluded.open_price, high_price = excluded.high_price, low_price = excluded.low_price,
+    close_price = excluded.close_price, volume_base = excluded.volume_base, volume_quote = excluded.volume_quote,
+    trade_count = excluded.trade_count, raw_payload = excluded.raw_payload, loaded_at = excluded.loaded_at
+"""
+
+
+@dataclass
+class SourceReport:
+    source: str
+    status: str  # ingested | skipped_remote | disabled | error
+    start: datetime | None = None
+    end: datetime | None = None
+    candles: int = 0
+    rejected: int = 0
+    message: str = ""
+
+
+def registry_rows(conn: psycopg.Connection, source: str | None) -> list[tuple[str, bool, dict]]:
+    rows = conn.execute(
+        "SELECT source_name, enabled, config_json FROM core.mq_price_source_registry"
+        " WHERE %(source)s::text IS NULL OR source_name = %(source)s ORDER BY priority_rank",
+        {"source": source},
+    ).fetchall()
+    conn.commit()
+    if source and not rows:
+        raise ValueError(f"price source {source!r} is not in mq_price_source_registry (run `mqnode prices seed`)")
+    return rows
+
+
+def write_window(
+    conn: psycopg.Connection, venue: str, symbol: str, start: datetime, end: datetime, candles: list[Candle]
+) -> None:
+    require_idle(conn, "write_window (one transaction per window)")
+    with conn.transaction():
+        if candles:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    UPSERT_CANDLE,
+                    [
+                        (
+                            venue,
+                            c.symbol,
+                            c.interval_sec,
+                            c.open_time,
+                            c.open,
+                            c.high,
+                            c.low,
+                            c.close,
+                            c.volume_base,
+                            c.volume_quote,
+                            c.trade_count,
+                            json.dumps(c.raw, default=str),
+                        )
+                        for c in candles
+                    ],
+                )
+        conn.execute(
+            "SELECT core.build_venue_price_10m(%s, %s, %s, %s)", (venue, symbol, start, end - timedelta(seconds=1))
+        )
+
+
+def ingest_source(
+    conn: psycopg.Connection,
+    source: str,
+    enabled: bool,
+    config: dict,
+    now: datetime | None = None,
+    fetcher: VenueFetcher | None = None,
+) -> SourceReport:
+    if not enabled:
+        return SourceReport(source, "disabled")
+    if config.get("mode") == "remote":
+        log.info("%s: mode remote (fed through the internal ingest route); no local fetch", source)
+        return SourceReport(source, "skipped_remote")
+    row = conn.execute(
+        "SELECT last_bucket_time FROM core.sync_checkpoints WHERE chain = 'btc' AND component = %s"
+        " AND \"interval\" = '10m'",
+        (f"btc_price_source_{source}",),
+    ).fetchone()
+    conn.commit()
+    fetcher = fetcher or VenueFetcher(source, config)
+    start = row[0] - timedelta(minutes=10) if row and row[0] else utc(config["historical_start_utc"])
+    now = now or datetime.now(UTC)
+    end = datetime.fromtimestamp(int(now.timestamp()) // fetcher.interval_sec * fetcher.interval_sec, UTC)
+    report = SourceReport(source, "ingested", start, end)
+    try:
+        for a, b, candles in fetcher.fetch(start, end):
+            write_window(conn, source, fetcher.symbol, a, b, candles)
+            report.candles += len(candles)
+    except VenueFetchError as exc:
+        conn.rollback()
+        with conn.transaction():
+            conn.execute("SELECT core.checkpoint_error('btc', %s, '10m', %s)", (f"btc_price_source_{source}", str(exc)))
+        report.status, report.message = "error", str(exc)
+        log.error("%s: %s (will resume from the checkpoint)", source, exc)
+    report.rejected = fetcher.stats.rejected
+    return report
+
+
+def ingest_sources(conn: psycopg.Connection, source: str | None, now: datetime | None = None) -> list[SourceReport]:
+    """One pass over one source or every enabled one; a failing source does not stop the others."""
+    reports = []
+    for name, enabled, config in registry_rows(conn, source):
+        if source is None and not enabled:
+            continue
+        reports.append(ingest_source(conn, name, enabled, config, now))
+    return reports
