@@ -222,6 +222,17 @@ def cmd_prices_compose(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.api.app import create_app
+
+    settings = _settings()
+    app = create_app(_database_url(settings), settings.internal_ingest_token)
+    uvicorn.run(app, host=args.host or settings.api_host, port=args.port or settings.api_port, log_level="info")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mqnode", description="MQNODE: Bitcoin data node computed in SQL")
     parser.add_argument("--log-level", default=os.environ.get("MQNODE_LOG_LEVEL", "INFO"))
@@ -287,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="median_filtered_v1: smallest share of child candles a venue row needs",
     )
     compose.set_defaults(func=cmd_prices_compose)
+
+    serve = sub.add_parser("serve", help="the Litestar API (internal price ingest route, /health)")
+    serve.add_argument("--host", help="default MQNODE_API_HOST (127.0.0.1)")
+    serve.add_argument("--port", type=int, help="default MQNODE_API_PORT (8000)")
+    serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="embedded PostgreSQL + sim-node + listener, with SQL to try")
     demo.add_argument("--mine-every", type=float, default=20.0, help="seconds between live synthetic blocks")

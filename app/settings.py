@@ -103,6 +103,17 @@ class Settings:
     price_poll_interval_sec: float = field(
         default=60.0, metadata={"env": "MQNODE_PRICE_POLL_INTERVAL_SEC", "doc": "pause between price ingest passes"}
     )
+    internal_ingest_token: str | None = field(
+        default=None,
+        metadata={
+            "env": "MQNODE_INTERNAL_INGEST_TOKEN",
+            "doc": "bearer token of the internal ingest route (unset: refused)",
+        },
+    )
+    api_host: str = field(
+        default="127.0.0.1", metadata={"env": "MQNODE_API_HOST", "doc": "address `mqnode serve` binds"}
+    )
+    api_port: int = field(default=8000, metadata={"env": "MQNODE_API_PORT", "doc": "port `mqnode serve` listens on"})
     db_write_method: str = field(
         default="auto",
         metadata={

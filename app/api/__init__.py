@@ -1,0 +1,1 @@
+"""Litestar API: thin controllers that validate requests and read or write through SQL."""
