@@ -1,0 +1,95 @@
+"""Price-lane benchmark: one year of 10m buckets (52,560) x 6 venues of synthetic 1m child candles.
+
+Prints the time of the SQL venue 10m build (core.build_venue_price_10m, all six venues) and of the full
+canonical compose (core.compose_btc_price_10m), with rows/s.
+Usage: python -m bench.compose [--days 365] [--method volume_weighted_ohlc_v1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from bench.common import bench_database, machine_line
+
+VENUES = {
+    "bitstamp": "btcusd",
+    "coinbase": "BTC-USD",
+    "bybit": "BTCUSDT",
+    "binance": "BTCUSDT",
+    "okx": "BTC-USDT",
+    "bitfinex": "tBTCUSD",
+}
+
+# A random walk per venue around a shared path, generated in SQL (one row per minute per venue).
+GENERATE = """
+INSERT INTO raw.venue_candles (venue, symbol, interval_sec, open_time, open_price, high_price, low_price,
+                               close_price, volume_base, volume_quote, trade_count, raw_payload, loaded_at)
+SELECT %(venue)s, %(symbol)s, 60, t,
+       p, p + 3 + (n %% 5), p - 3 - (n %% 3), p + ((n * 7) %% 5) - 2,
+       1 + (n %% 13) / 4.0, (1 + (n %% 13) / 4.0) * p, 10 + n %% 50, '[]'::jsonb, t + interval '2 minutes'
+FROM (
+    SELECT t, n, round((40000 + 2000 * sin(n / 5000.0) + %(offset)s)::numeric, 2) AS p
+    FROM generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '1 minute', interval '1 minute')
+         WITH ORDINALITY AS g (t, n)
+) AS s
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument(
+        "--method", default="volume_weighted_ohlc_v1", choices=("volume_weighted_ohlc_v1", "median_filtered_v1")
+    )
+    args = parser.parse_args()
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    end = start + timedelta(days=args.days)
+    buckets = args.days * 144
+    print(machine_line())
+    with bench_database() as url, psycopg.connect(url) as conn:
+        conn.execute("SELECT core.seed_price_source_registry()")
+        t = time.perf_counter()
+        for i, (venue, symbol) in enumerate(VENUES.items()):
+            conn.execute(GENERATE, {"venue": venue, "symbol": symbol, "offset": i * 3, "start": start, "end": end})
+        conn.commit()
+        conn.execute("ANALYZE raw.venue_candles")
+        conn.commit()
+        children = buckets * 10 * len(VENUES)
+        print(
+            f"generated {children:,} 1m child candles ({args.days} days x 6 venues) in {time.perf_counter() - t:.1f}s"
+        )
+
+        t = time.perf_counter()
+        written = 0
+        for venue, symbol in VENUES.items():
+            with conn.transaction():
+                (n,) = conn.execute(
+                    "SELECT core.build_venue_price_10m(%s, %s, %s, %s)",
+                    (venue, symbol, start, end - timedelta(minutes=1)),
+                ).fetchone()
+            written += n
+        build_sec = time.perf_counter() - t
+        print(
+            f"venue 10m build: {written:,} venue rows from {children:,} child candles in {build_sec:.2f}s "
+            f"= {written / build_sec:,.0f} rows/s, {children / build_sec:,.0f} candles/s"
+        )
+
+        t = time.perf_counter()
+        with conn.transaction():
+            (first, last, composed) = conn.execute(
+                "SELECT * FROM core.compose_btc_price_10m(%s)", (args.method,)
+            ).fetchone()
+        compose_sec = time.perf_counter() - t
+        assert composed == buckets, (composed, buckets)
+        print(
+            f"canonical compose ({args.method}): {composed:,} buckets x 6 venues in {compose_sec:.2f}s "
+            f"= {composed / compose_sec:,.0f} buckets/s, {written / compose_sec:,.0f} venue rows/s"
+        )
+
+
+if __name__ == "__main__":
+    main()
