@@ -267,9 +267,10 @@ def test_prices_commands(pg_url):
     from tests.test_cli import mqnode
 
     env = {"MQNODE_DATABASE_URL": pg_url}
+    # `db upgrade` seeded the registry already; seeding again keeps it, --reset all restores the six.
     seeded = mqnode("prices", "seed", env=env)
-    assert seeded.returncode == 0 and "6 row(s) written" in seeded.stdout, seeded.stderr
-    assert "0 row(s) written" in mqnode("prices", "seed", env=env).stdout
+    assert seeded.returncode == 0 and "0 row(s) written" in seeded.stdout, seeded.stderr
+    assert "6 row(s) written" in mqnode("prices", "seed", "--reset", "all", env=env).stdout
     with psycopg.connect(pg_url) as conn:
         handmade_venues(conn)
     composed = mqnode("prices", "compose", "--method", "median_filtered_v1", env=env)

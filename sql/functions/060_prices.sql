@@ -178,6 +178,11 @@ BEGIN
     $sql$, p_venue || '_price_10m')
     USING p_venue, p_symbol, p_from, p_to;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
+    IF v_rows > 0 THEN
+        -- The canonical price of these buckets must be composed again.
+        PERFORM core.rewind_checkpoints(ARRAY['btc\_price\_canonical\_composer'], core.bucket_10m(p_from));
+        PERFORM pg_notify('venue_price_ready', json_build_object('venue', p_venue, 'from_bucket', p_from)::text);
+    END IF;
 
     IF p_move_checkpoint THEN
         EXECUTE format(
@@ -230,6 +235,7 @@ LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     v_backbone boolean;
+    v_checkpoint timestamptz;
     v_first timestamptz;
     v_last timestamptz;
     v_start timestamptz;
@@ -250,10 +256,12 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT coalesce(core.bucket_10m(p_from), c.last_bucket_time, v_first) INTO v_start
-    FROM (SELECT NULL::timestamptz AS dummy) AS d
-    LEFT JOIN core.sync_checkpoints AS c
-        ON c.chain = 'btc' AND c.component = 'btc_price_canonical_composer' AND c."interval" = '10m';
+    -- Locked until commit: a venue write that rewinds this checkpoint meanwhile waits and then applies.
+    SELECT c.last_bucket_time INTO v_checkpoint
+    FROM core.sync_checkpoints AS c
+    WHERE c.chain = 'btc' AND c.component = 'btc_price_canonical_composer' AND c."interval" = '10m'
+    FOR UPDATE;
+    v_start := coalesce(core.bucket_10m(p_from), v_checkpoint, v_first);
     v_start := greatest(v_start, v_first);
     v_end := least(coalesce(core.bucket_10m(p_to), v_last), v_last);
     IF v_end < v_start THEN
@@ -405,6 +413,9 @@ BEGIN
           IS DISTINCT FROM (m.close_price_usd, m.open_price_usd, m.high_price_usd, m.low_price_usd);
 
     PERFORM core.set_checkpoint('btc', 'btc_price_canonical_composer', '10m', NULL, v_end, 'ok');
+    -- Rollups and metrics redo every period from v_start on (prices and the backbone's price fields changed).
+    PERFORM core.rewind_checkpoints(ARRAY['rollup\_%', 'btc\_metric\_%'], v_start);
+    PERFORM pg_notify('price_ready', json_build_object('from_bucket', v_start, 'to_bucket', v_end)::text);
 
     from_bucket := v_start;
     to_bucket := v_end;
