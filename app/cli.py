@@ -202,23 +202,145 @@ def cmd_prices_ingest(args: argparse.Namespace) -> int:
     return 1 if failed and args.once else 0
 
 
+def _run_lane(lane, once: bool) -> int:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: lane.stop())
+    return 0 if lane.run(once=once) else 1
+
+
 def cmd_prices_compose(args: argparse.Namespace) -> int:
+    from app.lanes import Lane
+
+    start = _parse_until(args.start)
+    end = _parse_until(args.end)
+    if args.follow and (start or end):
+        raise SystemExit("prices compose: --follow composes from the checkpoint; drop --start/--end")
+
+    def compose(conn) -> bool:
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT from_bucket, to_bucket, bucket_count"
+                " FROM core.compose_btc_price_10m(%s, %s::timestamptz, %s::timestamptz, %s::numeric, %s::numeric)",
+                (args.method, start, end, str(args.max_deviation), str(args.min_coverage)),
+            ).fetchone()
+        if row is None:
+            print("mq_btc_price_10m: nothing to compose (no backbone and no venue rows in range)", flush=True)
+        else:
+            print(f"mq_btc_price_10m composed {row[0]} .. {row[1]} ({row[2]} buckets, {args.method})", flush=True)
+        return False
+
+    settings = _settings()
+    lane = Lane(
+        "price_composer",
+        _database_url(settings),
+        compose,
+        channels=("primitive_ready", "venue_price_ready"),
+        interval_sec=settings.lane_interval_sec,
+    )
+    return _run_lane(lane, once=not args.follow)
+
+
+def cmd_metrics_run(args: argparse.Namespace) -> int:
+    from app.lanes import Lane
+    from app.metrics import run_metrics
+
+    def run(conn) -> bool:
+        try:
+            steps = run_metrics(conn, args.metric, args.interval)
+        except ValueError as exc:
+            raise SystemExit(f"metrics run: {exc}") from exc
+        for s in steps:
+            if s.status in ("ok", "error", "waiting") or args.once:
+                print(
+                    f"{s.metric_name} {s.interval}: {s.status}"
+                    + (f" {s.from_bucket} .. {s.to_bucket} rows={s.row_count}" if s.from_bucket else "")
+                    + (f" ({s.message})" if s.message else ""),
+                    flush=True,
+                )
+        failed.clear()
+        failed.extend(s for s in steps if s.status == "error")
+        return False
+
+    failed: list = []
+    settings = _settings()
+    lane = Lane(
+        "metrics",
+        _database_url(settings),
+        run,
+        channels=("primitive_ready", "price_ready", "rollup_ready"),
+        interval_sec=settings.lane_interval_sec,
+    )
+    code = _run_lane(lane, once=args.once)
+    return 1 if args.once and failed else code
+
+
+def cmd_metrics_seed(args: argparse.Namespace) -> int:
     from app.db import connect
 
     conn = connect(_database_url(_settings()))
-    start = _parse_until(args.start)
-    end = _parse_until(args.end)
     with conn.transaction():
-        row = conn.execute(
-            "SELECT from_bucket, to_bucket, bucket_count"
-            " FROM core.compose_btc_price_10m(%s, %s::timestamptz, %s::timestamptz, %s::numeric, %s::numeric)",
-            (args.method, start, end, str(args.max_deviation), str(args.min_coverage)),
-        ).fetchone()
+        (rows,) = conn.execute("SELECT core.seed_metric_registry(%s)", (args.reset,)).fetchone()
     conn.close()
-    if row is None:
-        print("mq_btc_price_10m: nothing to compose (no backbone and no venue rows in range)")
-    else:
-        print(f"mq_btc_price_10m composed {row[0]} .. {row[1]} ({row[2]} buckets, {args.method})")
+    what = f"reset {args.reset}" if args.reset else "seeded (existing rows kept as edited)"
+    print(f"metric_registry {what}: {rows} row(s) written")
+    return 0
+
+
+def cmd_rollups_refresh(args: argparse.Namespace) -> int:
+    from app.lanes import Lane
+    from app.rollups import refresh_rollups
+
+    settings = _settings()
+    url = _database_url(settings)
+
+    def refresh(conn) -> bool:
+        for r in refresh_rollups(conn):
+            if r.from_bucket is not None:
+                print(f"{r.rollup}: refreshed [{r.from_bucket} .. {r.to_bucket})", flush=True)
+        return False
+
+    lane = Lane(
+        "rollups",
+        url,
+        refresh,
+        channels=("primitive_ready", "price_ready"),
+        interval_sec=settings.lane_interval_sec,
+        autocommit=True,  # continuous aggregates refresh outside transaction blocks
+    )
+    return _run_lane(lane, once=args.once)
+
+
+def cmd_collector(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.market.collector import CollectorConfig, collect_binance
+
+    settings = _settings()
+    if args.venue != "binance" or settings.price_ws_source != "binance" or settings.price_ws_child_interval != "1m":
+        raise SystemExit("collector: only the Binance 1m kline stream is supported (PRICE_WS_SOURCE=binance)")
+    local = settings.price_ws_output_mode == "local_db"
+    config = CollectorConfig(
+        ws_url=settings.price_ws_url,
+        symbol=settings.price_ws_symbol,
+        rest_base=settings.price_ws_rest_base,
+        output_mode=settings.price_ws_output_mode,
+        database_url=_database_url(settings) if local else None,
+        remote_url=settings.price_ws_remote_ingest_url,
+        remote_token=settings.price_ws_remote_ingest_token,
+    )
+    try:
+        config.check()
+    except ValueError as exc:
+        raise SystemExit(f"collector: {exc}") from exc
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await collect_binance(config, stop)
+
+    asyncio.run(main())
     return 0
 
 
@@ -297,7 +419,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="median_filtered_v1: smallest share of child candles a venue row needs",
     )
+    compose.add_argument(
+        "--follow", action="store_true", help="keep composing: on new blocks / venue rows, and on a timer"
+    )
     compose.set_defaults(func=cmd_prices_compose)
+
+    metrics = sub.add_parser("metrics", help="derived metrics").add_subparsers(dest="metrics_command", required=True)
+    mrun = metrics.add_parser("run", help="run the registered metrics from their checkpoints (keeps following)")
+    mrun.add_argument("--metric", help="only this metric_name")
+    mrun.add_argument("--interval", choices=("10m", "1h", "24h"), help="only this interval")
+    mrun.add_argument("--once", action="store_true", help="one pass, then exit (non-zero if a metric failed)")
+    mrun.set_defaults(func=cmd_metrics_run)
+    mseed = metrics.add_parser("seed", help="seed metric_registry (keeps edits)")
+    mseed.add_argument("--reset", metavar="METRIC|all", help="restore this metric (or all) to the defaults")
+    mseed.set_defaults(func=cmd_metrics_seed)
+
+    rollups = sub.add_parser("rollups", help="1h/24h rollups").add_subparsers(dest="rollups_command", required=True)
+    rrefresh = rollups.add_parser("refresh", help="refresh the rollups up to their 10m sources (keeps following)")
+    rrefresh.add_argument("--once", action="store_true", help="one pass, then exit")
+    rrefresh.set_defaults(func=cmd_rollups_refresh)
+
+    collector = sub.add_parser("collector", help="WebSocket price collector (PRICE_WS_* settings)")
+    collector.add_argument("venue", choices=("binance",))
+    collector.set_defaults(func=cmd_collector)
 
     serve = sub.add_parser("serve", help="the Litestar API (internal price ingest route, /health)")
     serve.add_argument("--host", help="default MQNODE_API_HOST (127.0.0.1)")

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from app.settings import PROJECT_DIR
 
 SQL_FUNCTIONS_DIR = PROJECT_DIR / "sql" / "functions"
+AGGREGATES_DIR = PROJECT_DIR / "sql" / "aggregates"
 _PREFIX = re.compile(r"^(\d+)_")
 
 
@@ -50,6 +51,8 @@ def apply_sql_functions(connection: Connection, directory: Path = SQL_FUNCTIONS_
         except Exception as exc:
             raise RuntimeError(f"applying {path.relative_to(PROJECT_DIR)} failed: {exc}") from exc
         applied.append(path.name)
+    # The registries get their seeded rows; rows already there keep their edits.
+    execute_sql(connection, "SELECT core.seed_price_source_registry(); SELECT core.seed_metric_registry();")
     return applied
 
 

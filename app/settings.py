@@ -103,6 +103,13 @@ class Settings:
     price_poll_interval_sec: float = field(
         default=60.0, metadata={"env": "MQNODE_PRICE_POLL_INTERVAL_SEC", "doc": "pause between price ingest passes"}
     )
+    lane_interval_sec: float = field(
+        default=60.0,
+        metadata={
+            "env": "MQNODE_LANE_INTERVAL_SEC",
+            "doc": "longest sleep of the composer, rollup and metric lanes between NOTIFY wake-ups",
+        },
+    )
     internal_ingest_token: str | None = field(
         default=None,
         metadata={
@@ -114,6 +121,29 @@ class Settings:
         default="127.0.0.1", metadata={"env": "MQNODE_API_HOST", "doc": "address `mqnode serve` binds"}
     )
     api_port: int = field(default=8000, metadata={"env": "MQNODE_API_PORT", "doc": "port `mqnode serve` listens on"})
+    price_ws_source: str = field(
+        default="binance", metadata={"env": "PRICE_WS_SOURCE", "doc": "collector venue (binance)"}
+    )
+    price_ws_symbol: str = field(default="BTCUSDT", metadata={"env": "PRICE_WS_SYMBOL", "doc": "collector symbol"})
+    price_ws_child_interval: str = field(
+        default="1m", metadata={"env": "PRICE_WS_CHILD_INTERVAL", "doc": "collector kline interval (1m)"}
+    )
+    price_ws_output_mode: str = field(
+        default="local_db", metadata={"env": "PRICE_WS_OUTPUT_MODE", "doc": "local_db or remote_push"}
+    )
+    price_ws_remote_ingest_url: str | None = field(
+        default=None, metadata={"env": "PRICE_WS_REMOTE_INGEST_URL", "doc": "internal ingest route for remote_push"}
+    )
+    price_ws_remote_ingest_token: str | None = field(
+        default=None, metadata={"env": "PRICE_WS_REMOTE_INGEST_TOKEN", "doc": "bearer token for remote_push"}
+    )
+    price_ws_url: str = field(
+        default="wss://stream.binance.com:9443/ws/btcusdt@kline_1m",
+        metadata={"env": "PRICE_WS_URL", "doc": "Binance kline stream URL"},
+    )
+    price_ws_rest_base: str = field(
+        default="https://api.binance.com", metadata={"env": "PRICE_WS_REST_BASE", "doc": "REST base for gap repair"}
+    )
     db_write_method: str = field(
         default="auto",
         metadata={

@@ -97,8 +97,12 @@ def fresh_postgres_db(server: EmbeddedPostgres) -> str:
     return server.url.rsplit("/", 1)[0] + "/" + name
 
 
+KEPT_TABLES = ("core.rollup_registry",)  # written by the migration itself
+
+
 def reset_engine_tables(url: str) -> None:
-    """Empty every table of the raw and core schemas (the single-database engine's per-test reset)."""
+    """Empty every table of the raw and core schemas and every continuous aggregate (the single-database
+    engine's per-test reset); the registries start empty, tests seed what they need."""
     with psycopg.connect(url, autocommit=True) as conn:
         tables = [
             r[0]
@@ -106,8 +110,13 @@ def reset_engine_tables(url: str) -> None:
                 "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables"
                 " WHERE table_schema IN ('raw', 'core') AND table_type = 'BASE TABLE'"
             ).fetchall()
+            if r[0] not in KEPT_TABLES
         ]
         conn.execute("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY")
+        for (cagg,) in conn.execute(
+            "SELECT format('%I.%I', view_schema, view_name) FROM timescaledb_information.continuous_aggregates"
+        ).fetchall():
+            conn.execute(f"TRUNCATE {cagg}")
 
 
 @pytest.fixture(params=ENGINES)

@@ -73,3 +73,58 @@ AS $$
     SET status = 'ok', error_message = NULL, updated_at = clock_timestamp()
     WHERE chain = p_chain AND component = p_component AND "interval" = p_interval AND status <> 'ok'
 $$;
+
+-- core.rewind_checkpoints(p_components, p_bucket): the rows of every bucket from p_bucket on changed
+-- upstream, so the named downstream stages (LIKE patterns on component) must redo them: their
+-- last_bucket_time moves back to p_bucket where it is later. Call it in the transaction of the
+-- upstream write. Stages lock their own checkpoint row while they run, so a rewind that arrives
+-- meanwhile waits and is applied to the position they commit, never lost.
+CREATE OR REPLACE FUNCTION core.rewind_checkpoints(p_components text [], p_bucket timestamptz)
+RETURNS void
+LANGUAGE sql VOLATILE
+AS $$
+    UPDATE core.sync_checkpoints AS c
+    SET last_bucket_time = p_bucket, updated_at = clock_timestamp()
+    WHERE c.chain = 'btc' AND c.component LIKE ANY (p_components) AND c.last_bucket_time > p_bucket
+$$;
+
+-- core.period_width(p_interval): '10m' | '1h' | '24h' as an interval; an error for anything else.
+CREATE OR REPLACE FUNCTION core.period_width(p_interval text)
+RETURNS interval
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF p_interval IS NULL OR p_interval NOT IN ('10m', '1h', '24h') THEN
+        RAISE EXCEPTION 'unknown interval %, expected 10m, 1h or 24h', p_interval USING ERRCODE = '22023';
+    END IF;
+    RETURN CASE p_interval
+        WHEN '10m' THEN INTERVAL '10 minutes'
+        WHEN '1h' THEN INTERVAL '1 hour'
+        WHEN '24h' THEN INTERVAL '1 day'
+    END;
+END
+$$;
+
+-- core.period_start(p_interval, ts): start of the 10m / 1h / 24h period containing ts (UTC, the
+-- alignment of time_bucket). Pure.
+CREATE OR REPLACE FUNCTION core.period_start(p_interval text, ts timestamptz)
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT date_bin(core.period_width(p_interval), ts, TIMESTAMPTZ '2000-01-03 00:00:00+00')
+$$;
+
+-- core.lane_heartbeat(p_lane, p_error): a lane is alive; worker_<lane>:heartbeat gets the time and
+-- whether its last step failed (status error with the message) or not. Lanes call it after each step.
+CREATE OR REPLACE FUNCTION core.lane_heartbeat(p_lane text, p_error text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE
+AS $$
+    INSERT INTO core.sync_checkpoints AS c (chain, component, "interval", status, error_message, updated_at)
+    VALUES (
+        'btc', 'worker_' || p_lane, 'heartbeat', CASE WHEN p_error IS NULL THEN 'ok' ELSE 'error' END,
+        left(p_error, 2000), clock_timestamp()
+    )
+    ON CONFLICT (chain, component, "interval") DO UPDATE
+    SET status = excluded.status, error_message = excluded.error_message, updated_at = excluded.updated_at
+$$;

@@ -367,6 +367,8 @@ BEGIN
     GET DIAGNOSTICS v_rows = ROW_COUNT;
 
     PERFORM core.set_checkpoint('btc', 'btc_primitive_10m_builder', '10m', v_top_height, v_target, 'ok');
+    -- Rollups and metrics redo every period from v_start on.
+    PERFORM core.rewind_checkpoints(ARRAY['rollup\_%', 'btc\_metric\_%'], v_start);
     PERFORM pg_notify('primitive_ready', json_build_object(
         'from_bucket', v_start, 'to_bucket', v_target, 'last_height', v_top_height)::text);
 

@@ -7,6 +7,19 @@ const port = Number(process.argv[2] || 0)
 const db = await PGlite.create({ extensions: { timescaledb } })
 await db.exec('CREATE EXTENSION IF NOT EXISTS timescaledb')
 
+const SESSION_DEFAULTS = `
+SET search_path = "$user", public;
+DO $$
+DECLARE s text;
+BEGIN
+  FOR s IN SELECT unnest(setconfig) FROM pg_db_role_setting
+           WHERE setrole = 0 AND setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+  LOOP
+    PERFORM set_config(split_part(s, '=', 1), substr(s, strpos(s, '=') + 1), false);
+  END LOOP;
+END
+$$;`
+
 let busy = Promise.resolve()
 function serial(fn) { const p = busy.then(fn, fn); busy = p.catch(() => {}); return p }
 
@@ -59,6 +72,9 @@ function next() {
     serial(async () => {
       try { await db.exec('ROLLBACK') } catch (e) {}
       try { await db.exec('DISCARD ALL') } catch (e) {}
+      // A real server starts each session with the database's settings (ALTER DATABASE ... SET); PGlite
+      // has one backend, whose reset values are its bootstrap ones (search_path = pg_catalog): apply them.
+      try { await db.exec(SESSION_DEFAULTS) } catch (e) { console.error('engine session reset', e) }
     }).finally(() => { active = null; next() })
   }
   socket.on('close', done)

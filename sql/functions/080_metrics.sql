@@ -1,0 +1,550 @@
+-- Derived metrics: the period views they read, one function per metric, the registry and its runner.
+-- USD valuation rule (all intervals, the Coin Metrics convention): a native amount of a period times
+-- the canonical close of that period (for 1h/24h the close of its last 10m bucket with a price); NULL
+-- when the period has no price. Never a fake 0.
+
+-- core.btc_primitive_periods: the backbone and its rollups as one relation, interval-neutral names.
+-- Filter on "interval": the planner then reads only that branch.
+CREATE OR REPLACE VIEW core.btc_primitive_periods AS
+SELECT
+    '10m'::text AS "interval",
+    p.bucket_start_utc,
+    600 AS period_sec,
+    p.block_count,
+    p.issued_sat_10m AS issued_sat,
+    p.fees_sat_10m AS fees_sat,
+    p.miner_revenue_sat_10m AS miner_revenue_sat,
+    p.transferred_sat_10m AS transferred_sat,
+    p.non_coinbase_tx_count_10m AS non_coinbase_tx_count,
+    p.fee_observed_tx_count_10m AS fee_observed_tx_count,
+    p.avg_fee_sat_10m AS avg_fee_sat,
+    p.avg_feerate_sat_vb_10m AS avg_feerate_sat_vb,
+    p.min_feerate_sat_vb_10m AS min_feerate_sat_vb,
+    p.max_feerate_sat_vb_10m AS max_feerate_sat_vb,
+    p.supply_total_sat
+FROM core.btc_primitive_10m AS p
+UNION ALL
+SELECT
+    '1h'::text AS "interval",
+    h.bucket_start_utc,
+    3600 AS period_sec,
+    h.block_count,
+    h.issued_sat,
+    h.fees_sat,
+    h.miner_revenue_sat,
+    h.transferred_sat,
+    h.non_coinbase_tx_count,
+    h.fee_observed_tx_count,
+    h.avg_fee_sat,
+    h.avg_feerate_sat_vb,
+    h.min_feerate_sat_vb,
+    h.max_feerate_sat_vb,
+    h.supply_total_sat
+FROM core.btc_primitive_1h AS h
+UNION ALL
+SELECT
+    '24h'::text AS "interval",
+    d.bucket_start_utc,
+    86400 AS period_sec,
+    d.block_count,
+    d.issued_sat,
+    d.fees_sat,
+    d.miner_revenue_sat,
+    d.transferred_sat,
+    d.non_coinbase_tx_count,
+    d.fee_observed_tx_count,
+    d.avg_fee_sat,
+    d.avg_feerate_sat_vb,
+    d.min_feerate_sat_vb,
+    d.max_feerate_sat_vb,
+    d.supply_total_sat
+FROM core.btc_primitive_24h AS d;
+COMMENT ON VIEW core.btc_primitive_periods IS
+    'btc_primitive_10m/1h/24h as one relation with interval-neutral names (what the metric functions read).';
+
+-- core.btc_price_periods: the canonical price and its rollups as one relation.
+CREATE OR REPLACE VIEW core.btc_price_periods AS
+SELECT
+    '10m'::text AS "interval",
+    m.bucket_start_utc,
+    m.close_price_usd
+FROM core.mq_btc_price_10m AS m
+UNION ALL
+SELECT
+    '1h'::text AS "interval",
+    h.bucket_start_utc,
+    h.close_price_usd
+FROM core.mq_btc_price_1h AS h
+UNION ALL
+SELECT
+    '24h'::text AS "interval",
+    d.bucket_start_utc,
+    d.close_price_usd
+FROM core.mq_btc_price_24h AS d;
+COMMENT ON VIEW core.btc_price_periods IS 'mq_btc_price_10m/1h/24h closes as one relation (for USD valuation).';
+
+-- Every metric function has the same shape: (p_interval '10m'|'1h'|'24h', p_from, p_to, p_output)
+-- writes one row per backbone period in [p_from, p_to] into core.<p_output> (UPSERT) and returns
+-- the number of rows. Re-running a range yields identical rows. core.run_metric calls them.
+
+-- core.metric_market_cap_usd: supply at the period's end x the period's close.
+CREATE OR REPLACE FUNCTION core.metric_market_cap_usd(
+    p_interval text, p_from timestamptz, p_to timestamptz, p_output text
+)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_rows bigint;
+BEGIN
+    EXECUTE format($sql$
+        INSERT INTO core.%I AS t (bucket_start_utc, supply_total_sat, close_price_usd, market_cap_usd)
+        SELECT
+            p.bucket_start_utc,
+            p.supply_total_sat,
+            m.close_price_usd,
+            round(p.supply_total_sat::numeric / 100000000 * m.close_price_usd, 8)
+        FROM core.btc_primitive_periods AS p
+        LEFT JOIN core.btc_price_periods AS m
+            ON m."interval" = $1 AND p.bucket_start_utc = m.bucket_start_utc
+        WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
+        ON CONFLICT (bucket_start_utc) DO UPDATE
+        SET supply_total_sat = excluded.supply_total_sat,
+            close_price_usd = excluded.close_price_usd,
+            market_cap_usd = excluded.market_cap_usd
+    $sql$, p_output) USING p_interval, p_from, p_to;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+COMMENT ON FUNCTION core.metric_market_cap_usd(text, timestamptz, timestamptz, text) IS 'market_cap_usd = supply_total_sat / 1e8 x close of the period.';
+
+-- core.metric_nvt_raw: market cap (from the market_cap_usd metric of the same interval) over the
+-- USD value transferred in the period (transferred_sat / 1e8 x close). NULL when nothing was
+-- transferred or there is no price.
+CREATE OR REPLACE FUNCTION core.metric_nvt_raw(
+    p_interval text, p_from timestamptz, p_to timestamptz, p_output text
+)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_rows bigint;
+BEGIN
+    EXECUTE format($sql$
+        INSERT INTO core.%1$I AS t (
+            bucket_start_utc, market_cap_usd, transferred_sat, close_price_usd, transferred_value_usd, nvt_raw
+        )
+        SELECT
+            v.bucket_start_utc,
+            v.market_cap_usd,
+            v.transferred_sat,
+            v.close_price_usd,
+            v.transferred_value_usd,
+            CASE
+                WHEN v.transferred_value_usd > 0 THEN round(v.market_cap_usd / v.transferred_value_usd, 8)
+            END
+        FROM (
+            SELECT
+                p.bucket_start_utc,
+                mc.market_cap_usd,
+                p.transferred_sat,
+                mc.close_price_usd,
+                round(p.transferred_sat::numeric / 100000000 * mc.close_price_usd, 8) AS transferred_value_usd
+            FROM core.btc_primitive_periods AS p
+            LEFT JOIN core.%2$I AS mc ON p.bucket_start_utc = mc.bucket_start_utc
+            WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
+        ) AS v
+        ON CONFLICT (bucket_start_utc) DO UPDATE
+        SET market_cap_usd = excluded.market_cap_usd,
+            transferred_sat = excluded.transferred_sat,
+            close_price_usd = excluded.close_price_usd,
+            transferred_value_usd = excluded.transferred_value_usd,
+            nvt_raw = excluded.nvt_raw
+    $sql$, p_output, 'btc_market_cap_' || p_interval) USING p_interval, p_from, p_to;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+COMMENT ON FUNCTION core.metric_nvt_raw(text, timestamptz, timestamptz, text) IS 'nvt_raw = market_cap_usd / (transferred_sat / 1e8 x close) per period.';
+
+-- core.metric_miner_revenue: what miners earned in the period, split into subsidy (issued) and fees,
+-- in sat and USD, and the fee share of revenue (NULL when revenue is 0).
+CREATE OR REPLACE FUNCTION core.metric_miner_revenue(
+    p_interval text, p_from timestamptz, p_to timestamptz, p_output text
+)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_rows bigint;
+BEGIN
+    EXECUTE format($sql$
+        INSERT INTO core.%I AS t (
+            bucket_start_utc, block_count, miner_revenue_sat, subsidy_sat, fees_sat, fee_share_of_revenue,
+            close_price_usd, miner_revenue_usd, subsidy_usd, fees_usd
+        )
+        SELECT
+            p.bucket_start_utc,
+            p.block_count,
+            p.miner_revenue_sat,
+            p.issued_sat,
+            p.fees_sat,
+            CASE WHEN p.miner_revenue_sat > 0 THEN round(p.fees_sat::numeric / p.miner_revenue_sat, 8) END,
+            m.close_price_usd,
+            round(p.miner_revenue_sat::numeric / 100000000 * m.close_price_usd, 8),
+            round(p.issued_sat::numeric / 100000000 * m.close_price_usd, 8),
+            round(p.fees_sat::numeric / 100000000 * m.close_price_usd, 8)
+        FROM core.btc_primitive_periods AS p
+        LEFT JOIN core.btc_price_periods AS m
+            ON m."interval" = $1 AND p.bucket_start_utc = m.bucket_start_utc
+        WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
+        ON CONFLICT (bucket_start_utc) DO UPDATE
+        SET block_count = excluded.block_count,
+            miner_revenue_sat = excluded.miner_revenue_sat,
+            subsidy_sat = excluded.subsidy_sat,
+            fees_sat = excluded.fees_sat,
+            fee_share_of_revenue = excluded.fee_share_of_revenue,
+            close_price_usd = excluded.close_price_usd,
+            miner_revenue_usd = excluded.miner_revenue_usd,
+            subsidy_usd = excluded.subsidy_usd,
+            fees_usd = excluded.fees_usd
+    $sql$, p_output) USING p_interval, p_from, p_to;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+COMMENT ON FUNCTION core.metric_miner_revenue(text, timestamptz, timestamptz, text) IS 'Miner revenue per period: subsidy vs fees, sat and USD, fee share.';
+
+-- core.metric_fee_metrics: fees of the period's non-coinbase transactions. Total and mean from the
+-- backbone (fees include the coinbase fallback where a block's fees were unknown); the exact median
+-- fee and median feerate recomputed from raw.btc_tx_raw for every interval (mean of the lower and
+-- upper middle value; NULL without fee observations); min/max feerate; fee share of miner revenue;
+-- USD at the period's close.
+CREATE OR REPLACE FUNCTION core.metric_fee_metrics(
+    p_interval text, p_from timestamptz, p_to timestamptz, p_output text
+)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_rows bigint;
+BEGIN
+    EXECUTE format($sql$
+        WITH obs AS (
+            SELECT
+                core.period_start($1, pb.bucket_start_utc) AS bucket_start_utc,
+                t.fee_sat,
+                round(t.fee_sat::numeric / nullif(coalesce(t.vsize, ceil(coalesce(t.weight, 4 * t.size) / 4.0)), 0), 8)
+                    AS feerate
+            FROM core.btc_primitive_block AS pb
+            INNER JOIN raw.btc_tx_raw AS t ON pb.height = t.height
+            WHERE pb.height > 0 AND NOT t.is_coinbase AND t.fee_sat IS NOT NULL
+              AND pb.bucket_start_utc >= $2 AND pb.bucket_start_utc < $3 + core.period_width($1)
+        ),
+
+        medians AS (
+            SELECT
+                o.bucket_start_utc,
+                round((percentile_disc(0.5) WITHIN GROUP (ORDER BY o.fee_sat)
+                       + percentile_disc(0.5) WITHIN GROUP (ORDER BY o.fee_sat DESC))::numeric / 2, 8) AS median_fee,
+                round((percentile_disc(0.5) WITHIN GROUP (ORDER BY o.feerate)
+                       + percentile_disc(0.5) WITHIN GROUP (ORDER BY o.feerate DESC)) / 2, 8) AS median_feerate
+            FROM obs AS o
+            GROUP BY o.bucket_start_utc
+        )
+
+        INSERT INTO core.%I AS t (
+            bucket_start_utc, non_coinbase_tx_count, total_fee_sat, avg_fee_sat, median_fee_sat,
+            fee_observed_tx_count, avg_feerate_sat_vb, median_feerate_sat_vb, min_feerate_sat_vb,
+            max_feerate_sat_vb, fee_share_of_revenue, close_price_usd, total_fee_usd, avg_fee_usd, median_fee_usd
+        )
+        SELECT
+            p.bucket_start_utc,
+            p.non_coinbase_tx_count,
+            p.fees_sat,
+            p.avg_fee_sat,
+            md.median_fee,
+            p.fee_observed_tx_count,
+            p.avg_feerate_sat_vb,
+            md.median_feerate,
+            p.min_feerate_sat_vb,
+            p.max_feerate_sat_vb,
+            CASE WHEN p.miner_revenue_sat > 0 THEN round(p.fees_sat::numeric / p.miner_revenue_sat, 8) END,
+            m.close_price_usd,
+            round(p.fees_sat::numeric / 100000000 * m.close_price_usd, 8),
+            round(p.avg_fee_sat / 100000000 * m.close_price_usd, 8),
+            round(md.median_fee / 100000000 * m.close_price_usd, 8)
+        FROM core.btc_primitive_periods AS p
+        LEFT JOIN core.btc_price_periods AS m
+            ON m."interval" = $1 AND p.bucket_start_utc = m.bucket_start_utc
+        LEFT JOIN medians AS md ON p.bucket_start_utc = md.bucket_start_utc
+        WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
+        ON CONFLICT (bucket_start_utc) DO UPDATE
+        SET non_coinbase_tx_count = excluded.non_coinbase_tx_count,
+            total_fee_sat = excluded.total_fee_sat,
+            avg_fee_sat = excluded.avg_fee_sat,
+            median_fee_sat = excluded.median_fee_sat,
+            fee_observed_tx_count = excluded.fee_observed_tx_count,
+            avg_feerate_sat_vb = excluded.avg_feerate_sat_vb,
+            median_feerate_sat_vb = excluded.median_feerate_sat_vb,
+            min_feerate_sat_vb = excluded.min_feerate_sat_vb,
+            max_feerate_sat_vb = excluded.max_feerate_sat_vb,
+            fee_share_of_revenue = excluded.fee_share_of_revenue,
+            close_price_usd = excluded.close_price_usd,
+            total_fee_usd = excluded.total_fee_usd,
+            avg_fee_usd = excluded.avg_fee_usd,
+            median_fee_usd = excluded.median_fee_usd
+    $sql$, p_output) USING p_interval, p_from, p_to;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+COMMENT ON FUNCTION core.metric_fee_metrics(text, timestamptz, timestamptz, text) IS 'Fee totals, means, exact medians (from transactions) and feerates per period, sat and USD.';
+
+-- core.metric_hash_rate: hash rate implied by the blocks of the period: the expected hashes of each
+-- block (difficulty x 2^32) summed, over the period's seconds (H/s; EH/s beside it), and the mean
+-- difficulty of those blocks. NULL when the period has no block (no observation, not zero hashing).
+CREATE OR REPLACE FUNCTION core.metric_hash_rate(
+    p_interval text, p_from timestamptz, p_to timestamptz, p_output text
+)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_rows bigint;
+BEGIN
+    EXECUTE format($sql$
+        WITH work AS (
+            SELECT
+                core.period_start($1, pb.bucket_start_utc) AS bucket_start_utc,
+                sum(pb.difficulty) AS difficulty_sum,
+                count(*) AS n
+            FROM core.btc_primitive_block AS pb
+            WHERE pb.height > 0
+              AND pb.bucket_start_utc >= $2 AND pb.bucket_start_utc < $3 + core.period_width($1)
+            GROUP BY 1
+        )
+
+        INSERT INTO core.%I AS t (bucket_start_utc, block_count, period_sec, difficulty_mean, hash_rate_hs, hash_rate_ehs)
+        SELECT
+            p.bucket_start_utc,
+            p.block_count,
+            p.period_sec,
+            round(w.difficulty_sum / w.n, 8),
+            round(w.difficulty_sum * 4294967296 / p.period_sec, 2),
+            round(w.difficulty_sum * 4294967296 / p.period_sec / 1e18, 8)
+        FROM core.btc_primitive_periods AS p
+        LEFT JOIN work AS w ON p.bucket_start_utc = w.bucket_start_utc
+        WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
+        ON CONFLICT (bucket_start_utc) DO UPDATE
+        SET block_count = excluded.block_count,
+            period_sec = excluded.period_sec,
+            difficulty_mean = excluded.difficulty_mean,
+            hash_rate_hs = excluded.hash_rate_hs,
+            hash_rate_ehs = excluded.hash_rate_ehs
+    $sql$, p_output) USING p_interval, p_from, p_to;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+COMMENT ON FUNCTION core.metric_hash_rate(text, timestamptz, timestamptz, text) IS 'Hash rate estimate: sum of block difficulty x 2^32 over the period seconds.';
+
+-- core.seed_metric_registry(p_reset): the seeded metrics at 10m, 1h and 24h. Re-seeding inserts what
+-- is missing and keeps every edit; p_reset = '<metric_name>' (or 'all') restores defaults. Returns
+-- the rows inserted or reset.
+CREATE OR REPLACE FUNCTION core.seed_metric_registry(p_reset text DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_rows integer;
+BEGIN
+    WITH metrics (metric_name, factor, sql_function, stem, needs_price, extra_dependency, description) AS (
+        VALUES
+        ('market_cap_usd', 'market', 'core.metric_market_cap_usd', 'market_cap', true, NULL,
+         'supply_total_sat / 1e8 x canonical close of the period'),
+        ('nvt_raw', 'network', 'core.metric_nvt_raw', 'nvt', false, 'market_cap_usd',
+         'market cap / USD value transferred (transferred_sat / 1e8 x close) in the period'),
+        ('miner_revenue', 'miner', 'core.metric_miner_revenue', 'miner_revenue', true, NULL,
+         'miner revenue, subsidy and fees in sat and USD, fee share of revenue'),
+        ('fee_metrics', 'fee', 'core.metric_fee_metrics', 'fee_metrics', true, NULL,
+         'total/avg/median fee in sat and USD, mean/median/min/max feerate, fee share of miner revenue'),
+        ('hash_rate', 'miner', 'core.metric_hash_rate', 'hash_rate', false, NULL,
+         'hash rate estimate: sum of block difficulty x 2^32 / period seconds')
+    ),
+
+    intervals ("interval", primitive_checkpoint, price_checkpoint) AS (
+        VALUES
+        ('10m', 'btc_primitive_10m_builder:10m', 'btc_price_canonical_composer:10m'),
+        ('1h', 'rollup_btc_primitive_1h:1h', 'rollup_mq_btc_price_1h:1h'),
+        ('24h', 'rollup_btc_primitive_24h:24h', 'rollup_mq_btc_price_24h:24h')
+    ),
+
+    defaults AS (
+        SELECT
+            m.metric_name,
+            m.factor,
+            i."interval",
+            m.sql_function,
+            format('btc_%s_%s', m.stem, i."interval") AS output_table,
+            m.description,
+            ARRAY[i.primitive_checkpoint]
+            || CASE WHEN m.needs_price THEN ARRAY[i.price_checkpoint] ELSE '{}' END
+            || CASE
+                WHEN m.extra_dependency IS NOT NULL
+                    THEN ARRAY[format('btc_metric_%s_%s:%s', m.extra_dependency, i."interval", i."interval")]
+                ELSE '{}'
+            END AS dependencies
+        FROM metrics AS m
+        CROSS JOIN intervals AS i
+    )
+
+    INSERT INTO core.metric_registry AS r (
+        metric_name, factor, "interval", sql_function, output_table, dependencies, description
+    )
+    SELECT d.metric_name, d.factor, d."interval", d.sql_function, d.output_table, d.dependencies, d.description
+    FROM defaults AS d
+    ON CONFLICT (metric_name, "interval") DO UPDATE
+    SET factor = excluded.factor,
+        sql_function = excluded.sql_function,
+        output_table = excluded.output_table,
+        dependencies = excluded.dependencies,
+        description = excluded.description,
+        enabled = true,
+        version = 1,
+        updated_at = now()
+    WHERE p_reset = 'all' OR r.metric_name = p_reset;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+
+-- core.run_metric(p_metric, p_interval, p_max_periods): one incremental step of one registered metric.
+--   from = the metric's checkpoint btc_metric_<name>_<interval>:<interval> (its last period is
+--          recomputed: it may have been partial), else the first backbone period of the interval;
+--   to   = the oldest last_bucket_time among its dependencies' checkpoints (it never runs past what
+--          they cover), capped at from + p_max_periods - 1 periods when given.
+-- Calls the registered function over [from, to] and moves the checkpoint in the same transaction. A
+-- failure is caught: the checkpoint gets status error and the message, nothing of the metric is
+-- written, and the status row says so (callers go on with the other metrics).
+-- status: ok | partial (capped; call again) | up_to_date | waiting (a dependency never ran) | disabled | error.
+CREATE OR REPLACE FUNCTION core.run_metric(p_metric text, p_interval text, p_max_periods integer DEFAULT NULL)
+RETURNS TABLE (status text, from_bucket timestamptz, to_bucket timestamptz, row_count bigint, message text)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    r core.metric_registry;
+    v_component text;
+    v_checkpoint timestamptz;
+    v_missing text;
+    v_dep_end timestamptz;
+    v_end timestamptz;
+    v_sqlstate text;
+BEGIN
+    SELECT * INTO r FROM core.metric_registry AS g WHERE g.metric_name = p_metric AND g."interval" = p_interval;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'metric % at % is not in core.metric_registry', p_metric, p_interval USING ERRCODE = '22023';
+    END IF;
+    IF NOT r.enabled THEN
+        status := 'disabled';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    v_component := format('btc_metric_%s_%s', p_metric, p_interval);
+
+    -- Locked until commit: an upstream rewrite that rewinds this checkpoint meanwhile waits, then applies.
+    SELECT c.last_bucket_time INTO v_checkpoint
+    FROM core.sync_checkpoints AS c
+    WHERE c.chain = r.chain AND c.component = v_component AND c."interval" = p_interval
+    FOR UPDATE;
+
+    SELECT
+        string_agg(d.dep, ', ') FILTER (WHERE c.last_bucket_time IS NULL),
+        min(c.last_bucket_time)
+    INTO v_missing, v_dep_end
+    FROM unnest(r.dependencies) AS d (dep)
+    LEFT JOIN core.sync_checkpoints AS c
+        ON c.chain = r.chain AND c.component || ':' || c."interval" = d.dep;
+    IF v_missing IS NOT NULL THEN
+        status := 'waiting';
+        message := 'dependencies without progress: ' || v_missing;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    from_bucket := coalesce(
+        core.period_start(p_interval, v_checkpoint),
+        (SELECT min(p.bucket_start_utc) FROM core.btc_primitive_periods AS p WHERE p."interval" = p_interval)
+    );
+    v_end := core.period_start(p_interval, v_dep_end);
+    IF from_bucket IS NULL OR v_end IS NULL OR from_bucket > v_end THEN
+        status := 'up_to_date';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    to_bucket := v_end;
+    IF p_max_periods IS NOT NULL THEN
+        to_bucket := least(v_end, from_bucket + (p_max_periods - 1) * core.period_width(p_interval));
+    END IF;
+
+    BEGIN
+        EXECUTE format('SELECT %s($1, $2, $3, $4)', r.sql_function)
+        INTO row_count
+        USING p_interval, from_bucket, to_bucket, r.output_table;
+        PERFORM core.set_checkpoint(r.chain, v_component, p_interval, NULL, to_bucket, 'ok');
+        status := CASE WHEN to_bucket < v_end THEN 'partial' ELSE 'ok' END;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_sqlstate = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+        message := format('%s (SQLSTATE %s)', message, v_sqlstate);
+        PERFORM core.checkpoint_error(r.chain, v_component, p_interval, message);
+        status := 'error';
+        row_count := 0;
+    END;
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION core.run_metric(text, text, integer) IS 'One checkpointed, dependency-bounded step of one registered metric; errors recorded, not raised.';
+
+-- core.metric_run_order: enabled registry rows with run_rank, the order they must run in (metrics
+-- that depend on other metrics after those; 10m before 1h before 24h). ORDER BY run_rank.
+CREATE OR REPLACE VIEW core.metric_run_order AS
+SELECT
+    r.metric_name,
+    r."interval",
+    row_number() OVER (
+        ORDER BY
+            EXISTS (SELECT 1 FROM unnest(r.dependencies) AS d (dep) WHERE d.dep LIKE 'btc\_metric\_%'),
+            core.period_width(r."interval"),
+            r.metric_name
+    ) AS run_rank
+FROM core.metric_registry AS r
+WHERE r.enabled;
+
+-- core.run_metrics(p_metric, p_interval): run_metric for every enabled metric (or the one named, at
+-- one interval or all), in dependency order, each to the end its dependencies allow. One failing
+-- metric is recorded and the others still run. Returns one row per metric step.
+CREATE OR REPLACE FUNCTION core.run_metrics(p_metric text DEFAULT NULL, p_interval text DEFAULT NULL)
+RETURNS TABLE (
+    metric_name text, "interval" text, status text, from_bucket timestamptz, to_bucket timestamptz,
+    row_count bigint, message text
+)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    m record;
+BEGIN
+    FOR m IN
+        SELECT o.metric_name, o."interval" FROM core.metric_run_order AS o
+        WHERE (p_metric IS NULL OR o.metric_name = p_metric) AND (p_interval IS NULL OR o."interval" = p_interval)
+        ORDER BY o.run_rank
+    LOOP
+        metric_name := m.metric_name;
+        "interval" := m."interval";
+        SELECT * INTO status, from_bucket, to_bucket, row_count, message
+        FROM core.run_metric(m.metric_name, m."interval");
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION core.run_metrics(text, text) IS 'Run every enabled metric (or one) in dependency order; errors recorded per metric.';
