@@ -121,6 +121,13 @@ class Settings:
         default="127.0.0.1", metadata={"env": "MQNODE_API_HOST", "doc": "address `mqnode serve` binds"}
     )
     api_port: int = field(default=8000, metadata={"env": "MQNODE_API_PORT", "doc": "port `mqnode serve` listens on"})
+    api_database_url: str | None = field(
+        default=None,
+        metadata={
+            "env": "MQNODE_API_DATABASE_URL",
+            "doc": "URL of a login role in mqnode_reader for the API's reads; unset = MQNODE_DATABASE_URL + SET ROLE",
+        },
+    )
     price_ws_source: str = field(
         default="binance", metadata={"env": "PRICE_WS_SOURCE", "doc": "collector venue (binance)"}
     )
