@@ -67,7 +67,7 @@ def cmd_btc_listen(args: argparse.Namespace) -> int:
         conn,
         _rpc(settings),
         _ingest_options(settings),
-        start_height=args.start_height,
+        start_height=settings.btc_start_height if args.start_height is None else args.start_height,
         poll_interval_sec=settings.btc_poll_interval_sec,
         write_method=settings.db_write_method,
     )
@@ -170,20 +170,15 @@ def cmd_prices_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_prices_ingest(args: argparse.Namespace) -> int:
-    import threading
-
-    from app.db import connect
+    from app.lanes import Lane
     from app.market.ingest import ingest_sources
 
     if not args.source and not args.all_enabled:
         raise SystemExit("prices ingest: give --source NAME or --all-enabled")
     settings = _settings()
-    conn = connect(_database_url(settings))
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    failed = False
-    while not stop.is_set():
+    failed: list[str] = []
+
+    def ingest(conn) -> bool:
         try:
             reports = ingest_sources(conn, args.source)
         except ValueError as exc:
@@ -194,12 +189,12 @@ def cmd_prices_ingest(args: argparse.Namespace) -> int:
                 + (f" error={r.message}" if r.message else ""),
                 flush=True,
             )
-        failed = any(r.status == "error" for r in reports)
-        if args.once:
-            break
-        stop.wait(settings.price_poll_interval_sec)
-    conn.close()
-    return 1 if failed and args.once else 0
+        failed[:] = [r.source for r in reports if r.status == "error"]
+        return False
+
+    lane = Lane("price_ingest", _database_url(settings), ingest, interval_sec=settings.price_poll_interval_sec)
+    code = _run_lane(lane, once=args.once)
+    return 1 if args.once and failed else code
 
 
 def _run_lane(lane, once: bool) -> int:
@@ -223,10 +218,10 @@ def cmd_prices_compose(args: argparse.Namespace) -> int:
                 " FROM core.compose_btc_price_10m(%s, %s::timestamptz, %s::timestamptz, %s::numeric, %s::numeric)",
                 (args.method, start, end, str(args.max_deviation), str(args.min_coverage)),
             ).fetchone()
-        if row is None:
-            print("mq_btc_price_10m: nothing to compose (no backbone and no venue rows in range)", flush=True)
-        else:
+        if row is not None:
             print(f"mq_btc_price_10m composed {row[0]} .. {row[1]} ({row[2]} buckets, {args.method})", flush=True)
+        elif not args.follow:
+            print("mq_btc_price_10m: nothing to compose (up to date, or no backbone and no venue rows)", flush=True)
         return False
 
     settings = _settings()
@@ -250,13 +245,20 @@ def cmd_metrics_run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise SystemExit(f"metrics run: {exc}") from exc
         for s in steps:
-            if s.status in ("ok", "error", "waiting") or args.once:
+            if args.once or s.status in ("error", "waiting"):
                 print(
                     f"{s.metric_name} {s.interval}: {s.status}"
                     + (f" {s.from_bucket} .. {s.to_bucket} rows={s.row_count}" if s.from_bucket else "")
                     + (f" ({s.message})" if s.message else ""),
                     flush=True,
                 )
+        if not args.once and steps:
+            done = [s for s in steps if s.status == "ok"]
+            newest = {iv: max((s.to_bucket for s in done if s.interval == iv), default=None) for iv in ("10m", "1h")}
+            print(
+                f"metrics: {len(done)} of {len(steps)} computed, through 10m {newest['10m']}, 1h {newest['1h']}",
+                flush=True,
+            )
         failed.clear()
         failed.extend(s for s in steps if s.status == "error")
         return False
@@ -344,6 +346,42 @@ def cmd_collector(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from app.embedded_pg import EmbeddedPostgres
+    from app.migrations import upgrade_database
+    from app.supervisor import Supervisor, parse_lanes
+
+    settings = _settings()
+    try:
+        lanes = parse_lanes(args.lanes or settings.run_lanes)
+    except ValueError as exc:
+        raise SystemExit(f"run: {exc}") from exc
+    embedded = None
+    if settings.database_url:
+        url = _database_url(settings)
+    else:
+        server = EmbeddedPostgres(settings.embedded_dir / "postgres", settings.embedded_port)
+        embedded = None if server.is_running() else server
+        server.start()
+        url = server.url
+    if not args.skip_upgrade:
+        upgrade_database(url)
+    supervisor = Supervisor(lanes, url, settings, grace_sec=settings.run_grace_sec)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: supervisor.stop())
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    print(f"mqnode run: lanes {', '.join(lanes)}; database {url}", flush=True)
+    if "api" in lanes:
+        print(f"mqnode run: API {api}/api/v1/btc/health (OpenAPI {api}/schema)", flush=True)
+    try:
+        code = supervisor.run()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    print("mqnode run: stopped", flush=True)
+    return code
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -368,7 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     btc = sub.add_parser("btc", help="Bitcoin chain lane").add_subparsers(dest="btc_command", required=True)
     listen = btc.add_parser("listen", help="follow the node tip and keep the 10m timeline current")
     listen.add_argument("--once", action="store_true", help="one pass, then exit")
-    listen.add_argument("--start-height", type=int, default=0, help="first height when no checkpoint exists")
+    listen.add_argument(
+        "--start-height", type=int, help="first height when no checkpoint exists (default MQNODE_BTC_START_HEIGHT, 0)"
+    )
     listen.set_defaults(func=cmd_btc_listen)
 
     bf = btc.add_parser("backfill", help="ingest a height range with progress")
@@ -448,9 +488,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="default MQNODE_API_PORT (8000)")
     serve.set_defaults(func=cmd_serve)
 
-    demo = sub.add_parser("demo", help="embedded PostgreSQL + sim-node + listener, with SQL to try")
-    demo.add_argument("--mine-every", type=float, default=20.0, help="seconds between live synthetic blocks")
-    demo.add_argument("--port", type=int, default=18443, help="sim-node RPC port")
+    run = sub.add_parser("run", help="start and supervise every lane (chain, prices, rollups, metrics, API)")
+    run.add_argument("--lanes", help="comma list of lanes (default MQNODE_RUN_LANES: all but the collector)")
+    run.add_argument("--skip-upgrade", action="store_true", help="do not run `db upgrade` first")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="the whole node on sim-node and replayed real candles, with URLs and SQL")
+    demo.add_argument("--days", type=float, default=3.0, help="days of synthetic chain before now")
+    demo.add_argument("--mine-every", type=float, default=30.0, help="seconds between live synthetic blocks")
+    demo.add_argument("--txs-per-block", type=int, default=200, help="transactions per synthetic block")
+    demo.add_argument("--port", type=int, default=18443, help="sim-node RPC port (0: any free port)")
     demo.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -465,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise in lane output
     return int(args.func(args) or 0)
 
 

@@ -1,15 +1,22 @@
-"""`mqnode demo`: the whole chain lane on the embedded default, with SQL to try.
+"""`mqnode demo`: the whole node on the embedded default, every lane running, with URLs and SQL to try.
 
-- database: MQNODE_DATABASE_URL, else a local PostgreSQL under .mqnode/ (started here);
-- node: MQNODE_BTC_RPC_URL when set (a real Bitcoin Core), else sim-node replaying the real early
-  mainnet chain (heights 0-438) and then mining a synthetic block every --mine-every seconds;
-- schema upgraded, then the chain listener follows the node until Ctrl-C (or --duration).
+- database: MQNODE_DATABASE_URL, else a local PostgreSQL under .mqnode/ (started here, database
+  `mqnode_demo`, created afresh each run because the demo chain is new each run);
+- node: MQNODE_BTC_RPC_URL when set (a real Bitcoin Core; prices then come from the real venues as seeded),
+  else sim-node with a synthetic chain covering the last --days days and mining a live block every
+  --mine-every seconds;
+- prices (with sim-node): the recorded real Binance.US 1m BTCUSDT series (21 days of March 2023) served by a
+  local replay exchange in Binance's klines shape and replayed onto the demo's days; the registry's binance
+  row points at it (mode local), the other venues are disabled (`mqnode prices seed --reset all` restores
+  the defaults);
+- then `mqnode run`'s supervisor: chain listener, price ingestion, composer, rollups, metrics and the API.
+Stops on Ctrl-C (or after --duration seconds) and stops what it started.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
 import os
 import signal
 import subprocess
@@ -17,127 +24,197 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import httpx
+import psycopg
 
 from app.settings import PROJECT_DIR, Settings
 
-log = logging.getLogger(__name__)
-
-EARLY_CHAIN = PROJECT_DIR / "tests" / "fixtures" / "bitcoinj-raw-blocks" / "blk_mainnet_0_to_438.dat"
 DEMO_RPC_USER = "mqnode"
 DEMO_RPC_PASSWORD = "mqnode-demo"
+DEMO_DATABASE = "mqnode_demo"
+# The synthetic chain starts at genesis: supply (and so market cap and NVT) is only known from height 0 on.
+SYNTHETIC_START_HEIGHT = 0
 
 SQL_EXAMPLES = """\
 -- the newest blocks and their facts
 SELECT height, block_hash, tx_count, total_fee_sat, issued_sat, cumulative_supply_sat
 FROM btc_primitive_block ORDER BY height DESC LIMIT 5;
 
--- the continuous 10-minute backbone (empty buckets included)
-SELECT bucket_start_utc, block_count, tx_count_10m, issued_sat_10m, supply_total_sat, best_block_height_last
+-- the continuous 10-minute backbone (empty buckets included) with the canonical price
+SELECT bucket_start_utc, block_count, tx_count_10m, fees_sat_10m, supply_total_sat, close_price_usd, market_cap_usd
 FROM btc_primitive_10m ORDER BY bucket_start_utc DESC LIMIT 12;
 
--- daily block count, transactions (excluding coinbase) and supply, like Coin Metrics' BlkCnt/TxCnt/SplyCur
-SELECT date_trunc('day', bucket_start_utc) AS day, sum(block_count) AS blocks,
-       sum(non_coinbase_tx_count_10m) AS tx, max(supply_total_sat) / 1e8 AS supply_btc
-FROM btc_primitive_10m WHERE bucket_start_utc < '2009-01-13' GROUP BY 1 ORDER BY 1;
+-- hourly rollup, and daily metrics
+SELECT bucket_start_utc, block_count, tx_count, fees_sat, avg_feerate_sat_vb, close_price_usd
+FROM btc_primitive_1h ORDER BY 1 DESC LIMIT 6;
+SELECT m.bucket_start_utc, m.market_cap_usd, n.nvt_raw, r.miner_revenue_usd, f.median_fee_sat, h.hash_rate_ehs
+FROM btc_market_cap_24h m JOIN btc_nvt_24h n USING (bucket_start_utc)
+JOIN btc_miner_revenue_24h r USING (bucket_start_utc) JOIN btc_fee_metrics_24h f USING (bucket_start_utc)
+JOIN btc_hash_rate_24h h USING (bucket_start_utc) ORDER BY 1;
 
--- progress of every stage, and reorgs followed
-SELECT * FROM sync_checkpoints;
+-- venue rows against the canonical price
+SELECT bucket_start_utc, venue, close_price_usd, quality_status FROM venue_price_10m ORDER BY 1 DESC LIMIT 6;
+SELECT bucket_start_utc, source_count, source_names, close_price_usd FROM mq_btc_price_10m ORDER BY 1 DESC LIMIT 6;
+
+-- every stage's progress, lanes' heartbeats, reorgs followed
+SELECT component, "interval", last_height, last_bucket_time, status FROM sync_checkpoints ORDER BY 2, 1;
+SELECT * FROM api.lane_status;
 SELECT * FROM btc_reorg_events ORDER BY reorg_id DESC;
 """
 
 
-def start_sim_node(port: int, mine_every: float, workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_sim_node(port: int, days: float, mine_every: float, txs_per_block: int, workdir: Path) -> tuple:
     ready = workdir / "sim-node.port"
+    start = datetime.now(UTC) - timedelta(days=days)
     cmd = [
-        sys.executable,
-        "-m",
-        "app.simnode.server",
-        "--port",
-        str(port),
-        "--rpc-user",
-        DEMO_RPC_USER,
-        "--rpc-password",
-        DEMO_RPC_PASSWORD,
-        "--raw-blocks",
-        str(EARLY_CHAIN),
-        "--mine-every",
-        str(mine_every),
-        "--ready-file",
-        str(ready),
-    ]
-    proc = subprocess.Popen(cmd, cwd=PROJECT_DIR)
-    deadline = time.monotonic() + 60
+        sys.executable, "-m", "app.simnode.server", "--port", str(port),
+        "--rpc-user", DEMO_RPC_USER, "--rpc-password", DEMO_RPC_PASSWORD,
+        "--synthetic", "--start-height", str(SYNTHETIC_START_HEIGHT), "--start-time", start.isoformat(),
+        "--until", "now", "--txs-per-block", str(txs_per_block),
+        "--mine-every", str(mine_every), "--ready-file", str(ready), "--quiet",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=PROJECT_DIR, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
     while not (ready.exists() and ready.read_text().strip()):
         if proc.poll() is not None:
             raise SystemExit(f"sim-node exited with code {proc.returncode}")
         if time.monotonic() > deadline:
             proc.kill()
-            raise SystemExit("sim-node did not start within 60 s")
-        time.sleep(0.1)
-    bound = int(ready.read_text().strip())
-    return proc, f"http://127.0.0.1:{bound}"
+            raise SystemExit("sim-node did not start within 120 s")
+        time.sleep(0.2)
+    return proc, f"http://127.0.0.1:{int(ready.read_text().strip())}", start
+
+
+def point_registry_at_replay(database_url: str, replay_url: str, history_start: datetime) -> None:
+    """The demo's venue set-up: binance local against the replay exchange, the other venues disabled."""
+    patch = {
+        "mode": "local",
+        "api_base": replay_url,
+        "historical_start_utc": history_start.isoformat(),
+        "min_request_interval_sec": 0,
+    }
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "UPDATE core.mq_price_source_registry SET config_json = config_json || %s::jsonb, enabled = true,"
+            " updated_at = now() WHERE source_name = 'binance'",
+            (json.dumps(patch),),
+        )
+        conn.execute("UPDATE core.mq_price_source_registry SET enabled = false WHERE source_name <> 'binance'")
+
+
+def fresh_demo_database(admin_url: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
+
+
+def wait_until_ready(api: str, database_url: str, stop: threading.Event, timeout: float = 600) -> bool:
+    """Until the API answers and the 10m metrics have caught up with the backbone (first pass done)."""
+    deadline = time.monotonic() + timeout
+    while not stop.is_set() and time.monotonic() < deadline:
+        try:
+            health = httpx.get(f"{api}/api/v1/btc/health", timeout=5).json()
+            with psycopg.connect(database_url) as conn:
+                (caught_up,) = conn.execute(
+                    "SELECT coalesce(min(c.last_bucket_time) >= max(b.last_bucket_time) - INTERVAL '10 minutes', false)"
+                    " FROM core.sync_checkpoints AS c, core.sync_checkpoints AS b"
+                    " WHERE c.component LIKE 'btc\\_metric\\_%\\_10m' AND b.component = 'btc_primitive_10m_builder'"
+                ).fetchone()
+            if health.get("last_raw_height") is not None and caught_up:
+                return True
+        except (httpx.HTTPError, ValueError, psycopg.Error):
+            pass
+        stop.wait(2)
+    return False
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from app.btc.chain_sync import IngestOptions
-    from app.btc.listener import ChainListener
-    from app.btc.rpc import BitcoinRpc, RpcConfig
-    from app.db import connect, resolve_database_url
+    from app.db import resolve_database_url
     from app.embedded_pg import EmbeddedPostgres
+    from app.market.replay_exchange import ReplayExchange
     from app.migrations import upgrade_database
+    from app.supervisor import DEFAULT_LANES, Supervisor
 
     settings = Settings.from_env()
+    real_node = bool(os.environ.get("MQNODE_BTC_RPC_URL"))
     embedded = None
     if settings.database_url:
         database_url = resolve_database_url(settings)
     else:
         embedded = EmbeddedPostgres(settings.embedded_dir / "postgres", settings.embedded_port)
         embedded.start()
-        database_url = embedded.url
+        if real_node:
+            database_url = embedded.url
+        else:
+            fresh_demo_database(embedded.admin_url)
+            database_url = embedded.url.rsplit("/", 1)[0] + "/" + DEMO_DATABASE
     print(f"database: {database_url}" + (" (embedded, stopped when the demo ends)" if embedded else ""), flush=True)
     upgrade_database(database_url)
 
-    sim = None
-    workdir = Path(tempfile.mkdtemp(prefix="mqnode-demo-"))
-    if os.environ.get("MQNODE_BTC_RPC_URL"):
-        rpc_config = RpcConfig.from_settings(settings)
-        print(f"node: {settings.btc_rpc_url} (from MQNODE_BTC_RPC_URL)", flush=True)
+    env = {
+        "MQNODE_BTC_POLL_INTERVAL_SEC": os.environ.get("MQNODE_BTC_POLL_INTERVAL_SEC") or "2",
+        "MQNODE_LANE_INTERVAL_SEC": os.environ.get("MQNODE_LANE_INTERVAL_SEC") or "10",
+        "MQNODE_PRICE_POLL_INTERVAL_SEC": os.environ.get("MQNODE_PRICE_POLL_INTERVAL_SEC") or "20",
+    }
+    sim = replay = None
+    if real_node:
+        print(f"node: {settings.btc_rpc_url} (from MQNODE_BTC_RPC_URL); prices from the venues as registered")
     else:
-        sim, url = start_sim_node(args.port, args.mine_every, workdir)
-        rpc_config = RpcConfig(url=url, user=DEMO_RPC_USER, password=DEMO_RPC_PASSWORD)
-        print(f"node: sim-node at {url} replaying mainnet 0-438, mining every {args.mine_every:g}s", flush=True)
+        workdir = Path(tempfile.mkdtemp(prefix="mqnode-demo-"))
+        sim, rpc_url, chain_start = start_sim_node(args.port, args.days, args.mine_every, args.txs_per_block, workdir)
+        env.update(
+            MQNODE_BTC_RPC_URL=rpc_url,
+            MQNODE_BTC_RPC_USER=DEMO_RPC_USER,
+            MQNODE_BTC_RPC_PASSWORD=DEMO_RPC_PASSWORD,
+            MQNODE_BTC_START_HEIGHT=str(SYNTHETIC_START_HEIGHT),
+        )
+        replay = ReplayExchange(anchor=datetime.now(UTC))
+        point_registry_at_replay(database_url, replay.url, chain_start.replace(second=0, microsecond=0))
+        print(
+            f"node: sim-node at {rpc_url}: synthetic chain of the last {args.days:g} days, a live block every"
+            f" {args.mine_every:g}s\nprices: recorded Binance.US BTCUSDT minutes (March 2023) replayed by"
+            f" {replay.url} onto those days, through the binance venue loader (other venues disabled)",
+            flush=True,
+        )
 
-    conn = connect(database_url)
-    listener = ChainListener(
-        conn,
-        BitcoinRpc(rpc_config),
-        IngestOptions.from_settings(settings),
-        poll_interval_sec=min(settings.btc_poll_interval_sec, 2.0),
-        write_method=settings.db_write_method,
-    )
-    stopper = threading.Event()
+    supervisor = Supervisor(list(DEFAULT_LANES), database_url, settings, env=env, grace_sec=settings.run_grace_sec)
+    stop = threading.Event()
 
-    def stop(*_: object) -> None:
-        stopper.set()
-        listener.stop()
+    def on_signal(*_: object) -> None:
+        stop.set()
+        supervisor.stop()
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     if args.duration:
-        threading.Timer(args.duration, stop).start()
+        threading.Timer(args.duration, on_signal).start()
+    api = f"http://{settings.api_host}:{settings.api_port}"
+
+    def announce() -> None:
+        if wait_until_ready(api, database_url, stop):
+            print(
+                f"\nMQNODE is up: every lane running (Ctrl-C stops).\n\nTry the API:\n"
+                f"  curl {api}/api/v1/btc/health\n"
+                f"  curl '{api}/api/v1/btc/primitive?interval=1h&limit=3'\n"
+                f"  curl '{api}/api/v1/btc/price/canonical?interval=10m&order=desc&limit=3'\n"
+                f"  curl '{api}/api/v1/btc/metrics/nvt_raw?interval=24h'\n"
+                f"  curl '{api}/api/v1/btc/metrics/fee_metrics?interval=1h&format=csv&limit=5'\n"
+                f"  OpenAPI: {api}/schema\n\nTry SQL:\n  psql '{database_url}'\n\n{SQL_EXAMPLES}",
+                flush=True,
+            )
+        elif not stop.is_set():
+            print("demo: the lanes have not caught up within 10 minutes; see the lane output above", flush=True)
+
+    threading.Thread(target=announce, daemon=True).start()
     try:
-        listener.sync_once()
-        raw = conn.execute(
-            "SELECT last_height FROM core.sync_checkpoints WHERE component = 'btc_raw_block_ingestion'"
-        ).fetchone()
-        conn.commit()
-        print(f"\ninitial sync done: raw checkpoint height {raw[0] if raw else None}", flush=True)
-        print(f"\nTry it (while this runs):\n  psql '{database_url}'\n\n{SQL_EXAMPLES}", flush=True)
-        print("Following the node; Ctrl-C stops.", flush=True)
-        listener.run()
+        code = supervisor.run()
     finally:
-        conn.close()
+        stop.set()
+        if replay is not None:
+            replay.stop()
         if sim is not None:
             sim.terminate()
             try:
@@ -146,5 +223,5 @@ def run_demo(args: argparse.Namespace) -> int:
                 sim.kill()
         if embedded is not None:
             embedded.stop()
-        logging.getLogger(__name__).info("demo stopped")
-    return 0
+    print("demo stopped", flush=True)
+    return code

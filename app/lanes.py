@@ -103,8 +103,10 @@ class Lane:
             if listener is None:
                 self.stop_event.wait(min(left, 1.0))
                 continue
-            for _notify in listener.notifies(timeout=min(left, 1.0), stop_after=1):
-                # Drain what else arrived: one step covers every event so far.
+            woken = any(True for _ in listener.notifies(timeout=min(left, 1.0), stop_after=1))
+            if woken:
+                # Drain what else arrived (one step covers every event so far); the generator above is
+                # finished by now: it holds the connection's lock while it runs.
                 for _more in listener.notifies(timeout=0.05):
                     pass
                 return

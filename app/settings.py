@@ -96,12 +96,30 @@ class Settings:
         default=2,
         metadata={"env": "MQNODE_BTC_GETBLOCK_VERBOSITY", "doc": "2 or 3 (3 adds prevouts; both give per-tx fee)"},
     )
+    btc_start_height: int = field(
+        default=0,
+        metadata={
+            "env": "MQNODE_BTC_START_HEIGHT",
+            "doc": "first height the listener ingests when no raw checkpoint exists (supply then counts from it)",
+        },
+    )
     btc_poll_interval_sec: float = field(
         default=5.0,
         metadata={"env": "MQNODE_BTC_POLL_INTERVAL_SEC", "doc": "listener sleep when the node has no new block"},
     )
     price_poll_interval_sec: float = field(
         default=60.0, metadata={"env": "MQNODE_PRICE_POLL_INTERVAL_SEC", "doc": "pause between price ingest passes"}
+    )
+    run_lanes: str = field(
+        default="chain,price_ingest,price_composer,rollups,metrics,api",
+        metadata={
+            "env": "MQNODE_RUN_LANES",
+            "doc": "lanes `mqnode run` starts (comma list; also: collector)",
+        },
+    )
+    run_grace_sec: float = field(
+        default=30.0,
+        metadata={"env": "MQNODE_RUN_GRACE_SEC", "doc": "how long `mqnode run` waits for lanes to stop before killing"},
     )
     lane_interval_sec: float = field(
         default=60.0,

@@ -77,7 +77,7 @@ def populate(url: str, blocks: int = 340) -> None:
         for (name,) in conn.execute("SELECT rollup_name FROM core.rollup_registry ORDER BY refresh_order").fetchall():
             conn.execute("CALL core.refresh_rollup(%s)", (name,))
     with psycopg.connect(url) as conn:
-        rows = conn.execute("SELECT metric_name, \"interval\", status, message FROM core.run_metrics()").fetchall()
+        rows = conn.execute('SELECT metric_name, "interval", status, message FROM core.run_metrics()').fetchall()
         conn.commit()
     failed = [r for r in rows if r[2] not in ("ok", "up_to_date")]
     assert not failed, failed

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -131,17 +131,46 @@ def test_listener_notifies_after_commit_and_advances_idle_timeline(pg_url):
         assert (last, height) == (datetime(2009, 1, 20, 12, 30, tzinfo=UTC), 438)
 
 
-def test_demo_runs_the_chain_lane_end_to_end(pg_url):
-    """README's run command (scripts/run.sh -> mqnode demo) on a given database, briefly."""
-    env = {"MQNODE_DATABASE_URL": pg_url, "MQNODE_BTC_RPC_URL": ""}
-    result = mqnode("demo", "--port", "0", "--mine-every", "2", "--duration", "25", env=env, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "initial sync done: raw checkpoint height 438" in result.stdout
-    assert "psql 'postgresql://" in result.stdout
-    with psycopg.connect(pg_url) as conn:
-        (tip, last_bucket, now_bucket) = conn.execute(
-            "SELECT (SELECT max(height) FROM raw.btc_blocks_raw), (SELECT max(bucket_start_utc) FROM"
-            " core.btc_primitive_10m), core.bucket_10m(now())"
-        ).fetchone()
-    assert tip > 438  # live synthetic blocks mined on top of the real early chain were followed
-    assert last_bucket >= now_bucket - timedelta(minutes=10)  # the timeline reaches the current bucket
+def test_demo_runs_every_lane_end_to_end():
+    """README's run command (scripts/run.sh -> mqnode demo) on the embedded default, briefly: sim-node's live
+    chain, the replayed real candles through the binance loader, every lane, the API, URLs and SQL printed."""
+    from tests.conftest import free_port
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="mqnode-demo-test-"))
+    os.chmod(tmp_path, 0o755)
+    db_port, api_port = free_port(), free_port()
+    env = {
+        "MQNODE_DATABASE_URL": "",
+        "MQNODE_BTC_RPC_URL": "",
+        "MQNODE_EMBEDDED_DIR": str(tmp_path),
+        "MQNODE_EMBEDDED_PORT": str(db_port),
+        "MQNODE_API_PORT": str(api_port),
+    }
+    try:
+        result = mqnode(
+            "demo", "--port", "0", "--days", "1", "--txs-per-block", "20", "--mine-every", "3", "--duration", "75",
+            env=env, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        out = result.stdout
+        assert "MQNODE is up" in out, out[-3000:]
+        assert f"curl http://127.0.0.1:{api_port}/api/v1/btc/health" in out and "psql 'postgresql://" in out
+        assert "[chain]" in out and "[api]" in out and "demo stopped" in out
+        server = EmbeddedPostgres(tmp_path / "postgres", db_port, database="mqnode_demo")
+        server.start()
+        try:
+            with psycopg.connect(server.url) as conn:
+                (first, tip, venue_rows, priced, metric_rows, hours, lanes) = conn.execute(
+                    "SELECT (SELECT min(height) FROM raw.btc_blocks_raw), (SELECT max(height) FROM raw.btc_blocks_raw),"
+                    " (SELECT count(*) FROM core.binance_price_10m WHERE quality_status = 'complete'),"
+                    " (SELECT count(*) FROM core.mq_btc_price_10m WHERE close_price_usd IS NOT NULL),"
+                    " (SELECT count(*) FROM core.btc_nvt_10m WHERE nvt_raw IS NOT NULL),"
+                    " (SELECT count(*) FROM core.btc_primitive_1h),"
+                    " (SELECT count(*) FROM core.sync_checkpoints WHERE \"interval\" = 'heartbeat')"
+                ).fetchone()
+            assert first == 0 and tip > 100  # a day of synthetic blocks from genesis, then live ones
+            assert venue_rows > 100 and priced > 100 and metric_rows > 50 and hours >= 24 and lanes >= 6
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)

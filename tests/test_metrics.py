@@ -143,7 +143,8 @@ def test_metrics_never_run_past_a_lagging_dependency(db_url):
         handmade(conn)
         with conn.transaction():
             conn.execute(
-                "UPDATE core.sync_checkpoints SET last_bucket_time = %s WHERE component = 'btc_price_canonical_composer'",
+                "UPDATE core.sync_checkpoints SET last_bucket_time = %s"
+                " WHERE component = 'btc_price_canonical_composer'",
                 (at(10),),
             )
         steps = {(s.metric_name, s.interval): s for s in run_metrics(conn, interval="10m")}

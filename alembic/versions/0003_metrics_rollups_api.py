@@ -203,7 +203,7 @@ def upgrade() -> None:
             )
             insert_sql, materialization = range_insert(rollup, source, sql), "table"
         bind.connection.driver_connection.execute(
-            "INSERT INTO core.rollup_registry (rollup_name, \"interval\", bucket_width, source_relation,"
+            'INSERT INTO core.rollup_registry (rollup_name, "interval", bucket_width, source_relation,'
             " source_checkpoint, refresh_order, materialization, definition_file, refresh_insert_sql)"
             " VALUES (%s, %s, %s::interval, %s, %s, %s, %s, %s, %s)",
             (rollup, interval, width, source, source_checkpoint, order, materialization, file_name, insert_sql),

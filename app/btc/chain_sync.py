@@ -73,6 +73,12 @@ def record_error(conn: psycopg.Connection, component: tuple[str, str, str], mess
         conn.execute("SELECT core.checkpoint_error(%s, %s, %s, %s)", (*component, message))
 
 
+def record_node_tip(conn: psycopg.Connection, tip: int) -> None:
+    """Remember the node's tip height as last seen (btc_node_tip:block; health reports the lag to it)."""
+    with conn.transaction():
+        conn.execute("SELECT core.set_checkpoint('btc', 'btc_node_tip', 'block', %s, NULL)", (tip,))
+
+
 def clear_error(conn: psycopg.Connection, component: tuple[str, str, str]) -> None:
     with conn.transaction():
         conn.execute("SELECT core.checkpoint_ok(%s, %s, %s)", component)

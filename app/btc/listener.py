@@ -1,9 +1,10 @@
 """`mqnode btc listen`: follow the node's tip block by block and keep the 10m timeline current.
 
-Each loop: compare the raw checkpoint with the node tip; ingest checkpoint + 1 .. tip (detecting and
-resolving reorgs), build the 10m backbone after every committed batch, and when idle still advance the
-timeline to the current bucket. NOTIFY raw_block_ready / primitive_ready are sent by the SQL functions
-and delivered on commit. Failures mark the checkpoint as error with the message and are retried.
+Each loop: record the node tip (btc_node_tip:block), compare the raw checkpoint with it; ingest
+checkpoint + 1 .. tip (detecting and resolving reorgs), build the 10m backbone after every committed
+batch, and when idle still advance the timeline to the current bucket. NOTIFY raw_block_ready /
+primitive_ready are sent by the SQL functions and delivered on commit. Failures mark the checkpoint as
+error with the message and are retried. Every pass ends with a heartbeat in worker_chain:heartbeat.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from app.btc.chain_sync import BUILDER_COMPONENT, RAW_COMPONENT, IngestOptions
 from app.btc.mapper import MalformedBlockError
 from app.btc.rpc import BitcoinRpc, RpcError
 from app.btc.writer import BlockWriter
+from app.lanes import heartbeat
 
 log = logging.getLogger(__name__)
+LANE = "chain"  # heartbeat: worker_chain:heartbeat
 
 
 def utc_now() -> datetime:
@@ -57,6 +60,7 @@ class ChainListener:
     def sync_once(self) -> int:
         """One pass: reorg check, ingest up to the node tip, build the timeline. Returns blocks written."""
         tip = self.rpc.get_block_count()
+        chain_sync.record_node_tip(self.conn, tip)
         stored = chain_sync.stored_tip(self.conn)
         if stored is not None:
             height, block_hash = stored
@@ -96,6 +100,7 @@ class ChainListener:
                 written = self.sync_once()
                 chain_sync.clear_error(self.conn, RAW_COMPONENT)
                 chain_sync.clear_error(self.conn, BUILDER_COMPONENT)
+                heartbeat(self.conn, LANE)
                 if written:
                     log.info("ingested %d block(s); raw checkpoint %s", written, chain_sync.raw_checkpoint(self.conn))
             except (RpcError, MalformedBlockError, psycopg.Error, RuntimeError) as exc:
@@ -104,6 +109,7 @@ class ChainListener:
                 if self.conn.closed:
                     raise
                 chain_sync.record_error(self.conn, RAW_COMPONENT, message)
+                heartbeat(self.conn, LANE, message)
                 if once:
                     raise
                 written = 0

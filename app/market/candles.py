@@ -138,7 +138,7 @@ def parse_binance(body: bytes | str, symbol: str, interval_sec: int) -> ParsedCa
             _decimal(r[4]),
             _decimal(r[5]),
             _opt(r[7]),
-            int(r[8]),
+            None if r[8] is None else int(r[8]),
             r,
         ),
         "binance",

@@ -29,7 +29,13 @@ ON CONFLICT (venue, symbol, interval_sec, open_time) DO UPDATE
 SET open_price = excluded.open_price, high_price = excluded.high_price, low_price = excluded.low_price,
     close_price = excluded.close_price, volume_base = excluded.volume_base, volume_quote = excluded.volume_quote,
     trade_count = excluded.trade_count, raw_payload = excluded.raw_payload, loaded_at = excluded.loaded_at
+WHERE (c.open_price, c.high_price, c.low_price, c.close_price, c.volume_base, c.volume_quote, c.trade_count,
+       c.raw_payload)
+      IS DISTINCT FROM (excluded.open_price, excluded.high_price, excluded.low_price, excluded.close_price,
+                        excluded.volume_base, excluded.volume_quote, excluded.trade_count, excluded.raw_payload)
 """
+# An unchanged candle fetched again (each pass re-reads from checkpoint - 10m) keeps its loaded_at, so the
+# venue row built from it is identical: re-runs change nothing.
 
 
 @dataclass

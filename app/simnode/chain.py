@@ -329,6 +329,22 @@ class SimChain:
                 hashes.append(block.hash)
         return hashes
 
+    def add_synthetic_until(
+        self, until: int, start_height: int | None = None, start_time: int | None = None, limit: int = 1_000_000
+    ) -> list[str]:
+        """Synthetic blocks on top of the tip (or from start_height) while their time is <= until (unix s)."""
+        hashes = []
+        with self.lock:
+            for _ in range(limit):
+                parent = self.by_height.get(max(self.by_height)) if self.by_height else None
+                height = parent.height + 1 if parent else (start_height or 0)
+                block = self._make_synthetic(height, parent, start_time, None)
+                if block.time > until:
+                    break
+                self._connect(block)
+                hashes.append(block.hash)
+        return hashes
+
     def _make_synthetic(
         self,
         height: int,

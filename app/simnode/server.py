@@ -9,7 +9,8 @@ import json
 import secrets
 import sys
 import threading
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -234,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--start-height", type=int, default=840_000)
     parser.add_argument("--start-time", help="ISO time of the first synthetic block without a parent")
     parser.add_argument("--count", type=int, default=200)
+    parser.add_argument(
+        "--until", help="instead of --count: synthetic blocks while their time is <= this ISO time (or 'now')"
+    )
     parser.add_argument("--txs-per-block", type=int, default=2500)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mine-every", type=float, help="mine one synthetic block every SECONDS")
@@ -241,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ready-file", type=Path, help="write the bound port here once listening")
     parser.add_argument("--quiet", action="store_true")
     return parser
+
+
+def _iso_seconds(text: str) -> int:
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp())
 
 
 def build_chain(args: argparse.Namespace) -> SimChain:
@@ -263,8 +272,12 @@ def build_chain(args: argparse.Namespace) -> SimChain:
     if args.synthetic:
         start_time = None
         if args.start_time:
-            start_time = int(datetime.fromisoformat(args.start_time.replace("Z", "+00:00")).timestamp())
-        chain.add_synthetic(args.count, args.start_height, start_time)
+            start_time = _iso_seconds(args.start_time)
+        if args.until:
+            until = time.time() if args.until == "now" else _iso_seconds(args.until)
+            chain.add_synthetic_until(int(until), args.start_height, start_time)
+        else:
+            chain.add_synthetic(args.count, args.start_height, start_time)
     if not chain.by_height:
         raise SystemExit("sim-node needs blocks: --blocks-dir, --raw-blocks or --synthetic")
     return chain

@@ -1,0 +1,79 @@
+"""The lane loop every long-running command shares: NOTIFY and timer wake-ups, heartbeats, failing steps,
+and a prompt stop between steps (PostgreSQL: a lane holds a work and a LISTEN connection)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+
+from app.lanes import Lane
+from tests.conftest import wait_until
+
+
+def heartbeat_row(url: str, lane: str) -> tuple | None:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT status, error_message FROM core.sync_checkpoints"
+            " WHERE component = %s AND \"interval\" = 'heartbeat'",
+            (f"worker_{lane}",),
+        ).fetchone()
+
+
+def test_lane_wakes_on_notify_and_timer_and_stops_promptly(pg_url):
+    steps: list[float] = []
+
+    def step(conn: psycopg.Connection) -> bool:
+        conn.execute("SELECT 1")
+        conn.commit()
+        steps.append(time.monotonic())
+        return False
+
+    lane = Lane("unit", pg_url, step, channels=("primitive_ready",), interval_sec=3.0)
+    thread = threading.Thread(target=lane.run, daemon=True)
+    thread.start()
+    wait_until(lambda: len(steps) == 1)
+    assert heartbeat_row(pg_url, "unit") == ("ok", None)
+    time.sleep(0.5)
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # two events at once: one step covers both
+        conn.execute("SELECT pg_notify('primitive_ready', 'a'), pg_notify('primitive_ready', 'b')")
+    wait_until(lambda: len(steps) == 2, timeout=2.5)  # well before the 3 s timer
+    assert steps[1] - steps[0] < 2.5
+    wait_until(lambda: len(steps) == 3, timeout=5)  # nothing happens: the timer wakes it
+    assert steps[2] - steps[1] >= 2.5
+    stopped_at = time.monotonic()
+    lane.stop()
+    thread.join(5)
+    assert not thread.is_alive() and time.monotonic() - stopped_at < 2.0
+
+
+def test_a_failing_step_is_recorded_and_retried(pg_url):
+    calls = []
+
+    def step(conn: psycopg.Connection) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            conn.execute("SELECT * FROM no_such_table")
+        return False
+
+    lane = Lane("flaky", pg_url, step, interval_sec=0.2, error_backoff_sec=0.2)
+    thread = threading.Thread(target=lane.run, daemon=True)
+    thread.start()
+    wait_until(lambda: len(calls) >= 1)
+    wait_until(lambda: (heartbeat_row(pg_url, "flaky") or ("",))[0] == "error")
+    assert "no_such_table" in heartbeat_row(pg_url, "flaky")[1]
+    wait_until(lambda: len(calls) >= 2 and heartbeat_row(pg_url, "flaky") == ("ok", None))
+    lane.stop()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_once_returns_the_step_result(pg_url):
+    assert Lane("once", pg_url, lambda conn: False).run(once=True) is True
+
+    def broken(conn):
+        raise RuntimeError("boom")
+
+    assert Lane("once_broken", pg_url, broken).run(once=True) is False
+    assert heartbeat_row(pg_url, "once_broken") == ("error", "RuntimeError: boom")
