@@ -180,7 +180,7 @@ def cmd_prices_ingest(args: argparse.Namespace) -> int:
 
     def ingest(conn) -> bool:
         try:
-            reports = ingest_sources(conn, args.source)
+            reports = ingest_sources(conn, args.source, should_stop=lane.stop_event.is_set)
         except ValueError as exc:
             raise SystemExit(f"prices ingest: {exc}") from exc
         for r in reports:
@@ -241,7 +241,7 @@ def cmd_metrics_run(args: argparse.Namespace) -> int:
 
     def run(conn) -> bool:
         try:
-            steps = run_metrics(conn, args.metric, args.interval)
+            steps = run_metrics(conn, args.metric, args.interval, should_stop=lane.stop_event.is_set)
         except ValueError as exc:
             raise SystemExit(f"metrics run: {exc}") from exc
         for s in steps:
@@ -388,7 +388,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.api.app import create_app
 
     settings = _settings()
-    app = create_app(_database_url(settings), settings.internal_ingest_token)
+    # Reads: MQNODE_API_DATABASE_URL (a login role in mqnode_reader) or else the main URL, as mqnode_reader and
+    # read-only either way; the internal ingest route writes with the main URL.
+    app = create_app(
+        _database_url(settings), settings.internal_ingest_token, read_database_url=settings.api_database_url
+    )
     uvicorn.run(app, host=args.host or settings.api_host, port=args.port or settings.api_port, log_level="info")
     return 0
 
@@ -483,7 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     collector.add_argument("venue", choices=("binance",))
     collector.set_defaults(func=cmd_collector)
 
-    serve = sub.add_parser("serve", help="the Litestar API (internal price ingest route, /health)")
+    serve = sub.add_parser(
+        "serve", help="the Litestar API: read routes over the api views (OpenAPI at /schema), internal price ingest"
+    )
     serve.add_argument("--host", help="default MQNODE_API_HOST (127.0.0.1)")
     serve.add_argument("--port", type=int, help="default MQNODE_API_PORT (8000)")
     serve.set_defaults(func=cmd_serve)

@@ -8,6 +8,7 @@ go on. Long ranges (a first run over years) are done in chunks of `max_periods`,
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,11 +53,15 @@ def run_metrics(
     metric: str | None = None,
     interval: str | None = None,
     max_periods: int | None = CHUNK_PERIODS,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> list[MetricStep]:
-    """Run each enabled metric (or the one named) until it is up to date, errored or waiting."""
+    """Run each enabled metric (or the one named) until it is up to date, errored or waiting; between
+    committed chunks, stop early when should_stop() says so (the next run resumes from the checkpoint)."""
     require_idle(conn, "run_metrics (one transaction per metric step)")
     steps: list[MetricStep] = []
     for name, iv in metric_order(conn, metric, interval):
+        if should_stop():
+            break
         total, first = 0, None
         while True:
             with conn.transaction():
@@ -67,7 +72,7 @@ def run_metrics(
             status, start, end, count, message = row
             first = first or start
             total += count or 0
-            if status != "partial":
+            if status != "partial" or should_stop():
                 break
         step = MetricStep(name, iv, status, first, end, total, message)
         if status == "error":

@@ -2,6 +2,7 @@
 # Install everything MQNODE needs on a fresh Debian/Ubuntu machine; safe to run again.
 #   - PostgreSQL server binaries (embedded default database and test server)
 #   - Node.js + npm (the TimescaleDB 2.23 test engine, tests/engines)
+#   - with --test: nginx (binary only: the tests check the reverse-proxy config in it)
 #   - the Python virtual environment .venv with MQNODE and its dev tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,10 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing+=(postgre
 if ! command -v node >/dev/null 2>&1; then missing+=(nodejs); fi
 if ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
 if ! command -v runuser >/dev/null 2>&1; then missing+=(util-linux); fi
+# With --test: nginx, whose binary the tests run the rendered reverse-proxy config (deploy/nginx) in.
+if [ "${1:-}" = "--test" ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  missing+=(nginx-light)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]} with apt-get" >&2
   sudo_cmd=""

@@ -3,7 +3,7 @@
 # TimescaleDB engine. Extra arguments go to pytest (e.g. scripts/test.sh -k reorg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/sqlfluff lint sql --disable-progress-bar --nocolor

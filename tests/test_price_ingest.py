@@ -163,3 +163,27 @@ def test_prices_ingest_command(pg_url, exchange):
     assert "bitstamp" not in every.stdout
     missing = mqnode("prices", "ingest", "--source", "kraken", "--once", env={"MQNODE_DATABASE_URL": pg_url})
     assert missing.returncode != 0 and "not in mq_price_source_registry" in missing.stderr
+
+
+def test_without_auto_historical_backfill_the_first_run_starts_at_the_current_bucket(db_url, exchange):
+    with psycopg.connect(db_url) as conn:
+        config = configure(conn, exchange, "bitstamp", auto_historical_backfill=False)
+        report = run(conn, "bitstamp", config, START + timedelta(days=2, minutes=25))
+        assert (report.status, report.start) == ("ingested", START + timedelta(days=2, minutes=20))
+        assert [r[0] for r in stored(conn, "bitstamp")] == [START + timedelta(days=2, minutes=20)]
+
+
+def test_a_stop_request_ends_a_long_first_run_between_windows(db_url, exchange):
+    """A stop (SIGTERM in the command) is honoured after the window being written; the next run resumes."""
+    with psycopg.connect(db_url) as conn:
+        config = configure(conn, exchange, "bitfinex", page_size=60)
+        fetcher = VenueFetcher("bitfinex", config, sleep=lambda _s: None)
+        windows = []
+        report = ingest_source(
+            conn, "bitfinex", True, config, START + timedelta(hours=5), fetcher,
+            should_stop=lambda: windows.append(1) or len(windows) >= 2,
+        )  # fmt: skip
+        assert (report.status, report.end) == ("stopped", START + timedelta(hours=2))
+        assert len(stored(conn, "bitfinex")) == 12
+        resumed = run(conn, "bitfinex", config, START + timedelta(hours=5))
+        assert resumed.start == START + timedelta(minutes=100) and len(stored(conn, "bitfinex")) == 30

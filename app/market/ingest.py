@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -41,7 +43,7 @@ WHERE (c.open_price, c.high_price, c.low_price, c.close_price, c.volume_base, c.
 @dataclass
 class SourceReport:
     source: str
-    status: str  # ingested | skipped_remote | disabled | error
+    status: str  # ingested | stopped | skipped_remote | disabled | error
     start: datetime | None = None
     end: datetime | None = None
     candles: int = 0
@@ -100,7 +102,11 @@ def ingest_source(
     config: dict,
     now: datetime | None = None,
     fetcher: VenueFetcher | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> SourceReport:
+    """One pass over one venue: from its checkpoint - 10m (first run: historical_start_utc, or the current
+    bucket when auto_historical_backfill is false) to now, window by window (each committed); stops
+    between windows when should_stop() says so; logs progress on long ranges."""
     if not enabled:
         return SourceReport(source, "disabled")
     if config.get("mode") == "remote":
@@ -113,14 +119,32 @@ def ingest_source(
     ).fetchone()
     conn.commit()
     fetcher = fetcher or VenueFetcher(source, config)
-    start = row[0] - timedelta(minutes=10) if row and row[0] else utc(config["historical_start_utc"])
     now = now or datetime.now(UTC)
     end = datetime.fromtimestamp(int(now.timestamp()) // fetcher.interval_sec * fetcher.interval_sec, UTC)
+    if row and row[0]:
+        start = row[0] - timedelta(minutes=10)
+    elif config.get("auto_historical_backfill", True):
+        start = utc(config["historical_start_utc"])
+    else:
+        start = datetime.fromtimestamp(int(end.timestamp()) // 600 * 600, UTC)
     report = SourceReport(source, "ingested", start, end)
+    span = max((end - start).total_seconds(), 1.0)
+    logged = time.monotonic()
     try:
         for a, b, candles in fetcher.fetch(start, end):
             write_window(conn, source, fetcher.symbol, a, b, candles)
             report.candles += len(candles)
+            if should_stop():
+                report.status, report.end = "stopped", b
+                log.info("%s: stopped at %s (resumes from its checkpoint)", source, b.isoformat())
+                break
+            if time.monotonic() - logged >= 10:
+                logged = time.monotonic()
+                log.info(
+                    "%s: %s reached, %.1f%% of %s .. %s, %d candles",
+                    source, b.isoformat(), 100 * (b - start).total_seconds() / span, start.date(), end.date(),
+                    report.candles,
+                )  # fmt: skip
     except VenueFetchError as exc:
         conn.rollback()
         with conn.transaction():
@@ -131,11 +155,18 @@ def ingest_source(
     return report
 
 
-def ingest_sources(conn: psycopg.Connection, source: str | None, now: datetime | None = None) -> list[SourceReport]:
+def ingest_sources(
+    conn: psycopg.Connection,
+    source: str | None,
+    now: datetime | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> list[SourceReport]:
     """One pass over one source or every enabled one; a failing source does not stop the others."""
     reports = []
     for name, enabled, config in registry_rows(conn, source):
+        if should_stop():
+            break
         if source is None and not enabled:
             continue
-        reports.append(ingest_source(conn, name, enabled, config, now))
+        reports.append(ingest_source(conn, name, enabled, config, now, should_stop=should_stop))
     return reports
