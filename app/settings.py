@@ -173,7 +173,7 @@ class Settings:
         default="auto",
         metadata={
             "env": "MQNODE_DB_WRITE_METHOD",
-            "doc": "auto | copy | insert (auto uses COPY except on the PGlite engine)",
+            "doc": "auto, copy or insert (auto uses COPY except on the PGlite engine)",
         },
     )
 
@@ -200,3 +200,24 @@ class Settings:
         if settings.db_write_method not in ("auto", "copy", "insert"):
             raise ValueError("MQNODE_DB_WRITE_METHOD must be auto, copy or insert")
         return settings
+
+
+def reference_table() -> str:
+    """The configuration reference as a Markdown table (docs/configuration.md holds it; a test keeps it equal)."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in fields(Settings):
+        default = f.default
+        if isinstance(default, Path):
+            default = default.relative_to(PROJECT_DIR) if default.is_relative_to(PROJECT_DIR) else default
+        shown = "unset" if default is None else f"`{default}`"
+        lines.append(f"| {f.metadata['env']} | {shown} | {f.metadata['doc']} |")
+    lines.append("| MQNODE_LOG_LEVEL | `INFO` | log level of every command (also `mqnode --log-level`) |")
+    lines.append(
+        "| MQNODE_PG_BIN | newest `/usr/lib/postgresql/*/bin` | PostgreSQL server binaries of the embedded"
+        " and test servers |"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_table())

@@ -153,6 +153,12 @@ BEGIN
     END IF;
 END
 $$;
+-- Every session sees timestamps in UTC unless it asks otherwise (the data contract's time zone).
+DO $$
+BEGIN
+    EXECUTE format('ALTER DATABASE %I SET timezone = ''UTC''', current_database());
+END
+$$;
 COMMENT ON ROLE mqnode_reader IS 'Read-only: SELECT on the api schema views, nothing else (API, Grafana, analysts).';
 """
 
