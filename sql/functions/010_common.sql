@@ -79,7 +79,7 @@ $$;
 -- last_bucket_time moves back to p_bucket where it is later. Call it in the transaction of the
 -- upstream write. Stages lock their own checkpoint row while they run, so a rewind that arrives
 -- meanwhile waits and is applied to the position they commit, never lost.
-CREATE OR REPLACE FUNCTION core.rewind_checkpoints(p_components text [], p_bucket timestamptz)
+CREATE OR REPLACE FUNCTION core.rewind_checkpoints(p_components text[], p_bucket timestamptz)
 RETURNS void
 LANGUAGE sql VOLATILE
 AS $$

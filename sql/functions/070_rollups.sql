@@ -79,4 +79,4 @@ BEGIN
         'rollup', p_name, 'from_bucket', w.from_bucket, 'to_bucket', w.to_bucket)::text);
 END
 $$;
-COMMENT ON PROCEDURE core.refresh_rollup(text) IS 'Refresh one 1h/24h rollup from its checkpoint to its source (CALL on an autocommit connection).';
+COMMENT ON PROCEDURE core.refresh_rollup (text) IS 'Refresh one 1h/24h rollup from its checkpoint to its source (CALL on an autocommit connection).';

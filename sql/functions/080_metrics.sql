@@ -59,8 +59,7 @@ SELECT
     d.max_feerate_sat_vb,
     d.supply_total_sat
 FROM core.btc_primitive_24h AS d;
-COMMENT ON VIEW core.btc_primitive_periods IS
-    'btc_primitive_10m/1h/24h as one relation with interval-neutral names (what the metric functions read).';
+COMMENT ON VIEW core.btc_primitive_periods IS 'btc_primitive_10m/1h/24h as one relation with interval-neutral names (what the metric functions read).';
 
 -- core.btc_price_periods: the canonical price and its rollups as one relation.
 CREATE OR REPLACE VIEW core.btc_price_periods AS
@@ -83,6 +82,17 @@ SELECT
 FROM core.mq_btc_price_24h AS d;
 COMMENT ON VIEW core.btc_price_periods IS 'mq_btc_price_10m/1h/24h closes as one relation (for USD valuation).';
 
+-- core.btc_priced_periods: each backbone period with the canonical close of the same period (NULL when
+-- it has none): what the metric functions value native amounts with.
+CREATE OR REPLACE VIEW core.btc_priced_periods AS
+SELECT
+    p.*,
+    m.close_price_usd
+FROM core.btc_primitive_periods AS p
+LEFT JOIN core.btc_price_periods AS m
+    ON p."interval" = m."interval" AND p.bucket_start_utc = m.bucket_start_utc;
+COMMENT ON VIEW core.btc_priced_periods IS 'Backbone periods (10m/1h/24h) with their canonical close price.';
+
 -- Every metric function has the same shape: (p_interval '10m'|'1h'|'24h', p_from, p_to, p_output)
 -- writes one row per backbone period in [p_from, p_to] into core.<p_output> (UPSERT) and returns
 -- the number of rows. Re-running a range yields identical rows. core.run_metric calls them.
@@ -102,11 +112,9 @@ BEGIN
         SELECT
             p.bucket_start_utc,
             p.supply_total_sat,
-            m.close_price_usd,
-            round(p.supply_total_sat::numeric / 100000000 * m.close_price_usd, 8)
-        FROM core.btc_primitive_periods AS p
-        LEFT JOIN core.btc_price_periods AS m
-            ON m."interval" = $1 AND p.bucket_start_utc = m.bucket_start_utc
+            p.close_price_usd,
+            round(p.supply_total_sat::numeric / 100000000 * p.close_price_usd, 8)
+        FROM core.btc_priced_periods AS p
         WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
         ON CONFLICT (bucket_start_utc) DO UPDATE
         SET supply_total_sat = excluded.supply_total_sat,
@@ -191,13 +199,11 @@ BEGIN
             p.issued_sat,
             p.fees_sat,
             CASE WHEN p.miner_revenue_sat > 0 THEN round(p.fees_sat::numeric / p.miner_revenue_sat, 8) END,
-            m.close_price_usd,
-            round(p.miner_revenue_sat::numeric / 100000000 * m.close_price_usd, 8),
-            round(p.issued_sat::numeric / 100000000 * m.close_price_usd, 8),
-            round(p.fees_sat::numeric / 100000000 * m.close_price_usd, 8)
-        FROM core.btc_primitive_periods AS p
-        LEFT JOIN core.btc_price_periods AS m
-            ON m."interval" = $1 AND p.bucket_start_utc = m.bucket_start_utc
+            p.close_price_usd,
+            round(p.miner_revenue_sat::numeric / 100000000 * p.close_price_usd, 8),
+            round(p.issued_sat::numeric / 100000000 * p.close_price_usd, 8),
+            round(p.fees_sat::numeric / 100000000 * p.close_price_usd, 8)
+        FROM core.btc_priced_periods AS p
         WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
         ON CONFLICT (bucket_start_utc) DO UPDATE
         SET block_count = excluded.block_count,
@@ -271,13 +277,11 @@ BEGIN
             p.min_feerate_sat_vb,
             p.max_feerate_sat_vb,
             CASE WHEN p.miner_revenue_sat > 0 THEN round(p.fees_sat::numeric / p.miner_revenue_sat, 8) END,
-            m.close_price_usd,
-            round(p.fees_sat::numeric / 100000000 * m.close_price_usd, 8),
-            round(p.avg_fee_sat / 100000000 * m.close_price_usd, 8),
-            round(md.median_fee / 100000000 * m.close_price_usd, 8)
-        FROM core.btc_primitive_periods AS p
-        LEFT JOIN core.btc_price_periods AS m
-            ON m."interval" = $1 AND p.bucket_start_utc = m.bucket_start_utc
+            p.close_price_usd,
+            round(p.fees_sat::numeric / 100000000 * p.close_price_usd, 8),
+            round(p.avg_fee_sat / 100000000 * p.close_price_usd, 8),
+            round(md.median_fee / 100000000 * p.close_price_usd, 8)
+        FROM core.btc_priced_periods AS p
         LEFT JOIN medians AS md ON p.bucket_start_utc = md.bucket_start_utc
         WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
         ON CONFLICT (bucket_start_utc) DO UPDATE
@@ -514,7 +518,10 @@ SELECT
     r."interval",
     row_number() OVER (
         ORDER BY
-            EXISTS (SELECT 1 FROM unnest(r.dependencies) AS d (dep) WHERE d.dep LIKE 'btc\_metric\_%'),
+            EXISTS (
+                SELECT 1 FROM unnest(r.dependencies) AS d (dep)
+                WHERE d.dep LIKE 'btc\_metric\_%'
+            ),
             core.period_width(r."interval"),
             r.metric_name
     ) AS run_rank

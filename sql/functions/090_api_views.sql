@@ -7,8 +7,7 @@ COMMENT ON VIEW api.btc_primitive_10m IS 'The continuous 10m on-chain backbone (
 
 CREATE OR REPLACE VIEW api.btc_primitive_1h AS
 SELECT * FROM core.btc_primitive_1h;
-COMMENT ON VIEW api.btc_primitive_1h IS
-    'Hourly rollup of btc_primitive_10m: flows summed, states of the last 10m bucket, means from summed parts.';
+COMMENT ON VIEW api.btc_primitive_1h IS 'Hourly rollup of btc_primitive_10m: flows summed, states of the last 10m bucket, means from summed parts.';
 
 CREATE OR REPLACE VIEW api.btc_primitive_24h AS
 SELECT * FROM core.btc_primitive_24h;
@@ -28,8 +27,7 @@ SELECT
     m.volume_usd,
     m.excluded_sources
 FROM core.mq_btc_price_10m AS m;
-COMMENT ON VIEW api.btc_price_canonical_10m IS
-    'Canonical BTC/USD per 10m bucket; NULL prices with source_count 0 where no venue traded.';
+COMMENT ON VIEW api.btc_price_canonical_10m IS 'Canonical BTC/USD per 10m bucket; NULL prices with source_count 0 where no venue traded.';
 
 CREATE OR REPLACE VIEW api.btc_price_canonical_1h AS
 SELECT * FROM core.mq_btc_price_1h;
@@ -61,8 +59,7 @@ SELECT
     v.disconnect_count,
     v.gap_count
 FROM core.venue_price_10m AS v;
-COMMENT ON VIEW api.btc_price_venue_10m IS
-    'Sparse venue 10m OHLCV with quality metadata, all six venues (raw payloads stay in core).';
+COMMENT ON VIEW api.btc_price_venue_10m IS 'Sparse venue 10m OHLCV with quality metadata, all six venues (raw payloads stay in core).';
 
 -- One view per metric table (the registry's output_table names them).
 CREATE OR REPLACE VIEW api.btc_market_cap_10m AS SELECT * FROM core.btc_market_cap_10m;
@@ -143,7 +140,7 @@ SELECT
     c.error_message,
     c.updated_at AS last_heartbeat,
     round(extract(EPOCH FROM clock_timestamp() - c.updated_at)::numeric, 3) AS heartbeat_age_sec,
-    clock_timestamp() - c.updated_at > INTERVAL '2 minutes' AS stale
+    clock_timestamp() - c.updated_at > interval '2 minutes' AS stale
 FROM core.sync_checkpoints AS c
 WHERE c.chain = 'btc' AND c.component LIKE 'worker\_%' AND c."interval" = 'heartbeat';
 COMMENT ON VIEW api.lane_status IS 'Each lane''s last heartbeat and whether it is stale (> 2 minutes).';
@@ -196,12 +193,13 @@ SELECT
     cp.last_primitive_bucket,
     cp.last_canonical_price_bucket,
     (
-        SELECT max(m.bucket_start_utc) FROM core.mq_btc_price_10m AS m WHERE m.close_price_usd IS NOT NULL
+        SELECT max(m.bucket_start_utc) FROM core.mq_btc_price_10m AS m
+        WHERE m.close_price_usd IS NOT NULL
     ) AS last_priced_bucket,
     cp.node_tip - cp.last_raw_height AS raw_lag_blocks,
     cp.last_raw_height - cp.last_primitive_height AS primitive_backlog_blocks,
     round(extract(EPOCH FROM (
-        date_bin(INTERVAL '10 minutes', clock_timestamp(), TIMESTAMPTZ '2000-01-03 00:00:00+00')
+        date_bin(interval '10 minutes', clock_timestamp(), timestamptz '2000-01-03 00:00:00+00')
         - cp.last_primitive_bucket
     ))::numeric, 0)::bigint AS primitive_lag_sec,
     (extract(EPOCH FROM (cp.last_primitive_bucket - cp.last_canonical_price_bucket)) / 600)::bigint
@@ -221,8 +219,7 @@ SELECT
 FROM cp
 CROSS JOIN errors AS e
 CROSS JOIN lanes AS l;
-COMMENT ON VIEW api.btc_health IS
-    'One row: node tip, how far each stage got, lags and backlogs between stages, errors and stale lanes.';
+COMMENT ON VIEW api.btc_health IS 'One row: node tip, how far each stage got, lags and backlogs between stages, errors and stale lanes.';
 
 -- The read-only role sees the api schema and nothing else.
 GRANT USAGE ON SCHEMA api TO mqnode_reader;
