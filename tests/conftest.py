@@ -113,10 +113,9 @@ def reset_engine_tables(url: str) -> None:
             if r[0] not in KEPT_TABLES
         ]
         conn.execute("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY")
-        for (cagg,) in conn.execute(
-            "SELECT format('%I.%I', view_schema, view_name) FROM timescaledb_information.continuous_aggregates"
-        ).fetchall():
-            conn.execute(f"TRUNCATE {cagg}")
+        rollups = "SELECT format('core.%I', rollup_name) FROM core.rollup_registry"
+        for (rollup,) in conn.execute(rollups).fetchall():
+            conn.execute(f"TRUNCATE {rollup}")  # continuous aggregates too (their materialization)
 
 
 @pytest.fixture(params=ENGINES)
