@@ -208,6 +208,8 @@ def cmd_prices_compose(args: argparse.Namespace) -> int:
 
     start = _parse_until(args.start)
     end = _parse_until(args.end)
+    settings = _settings()
+    args.method = args.method or settings.price_composition_method
     if args.follow and (start or end):
         raise SystemExit("prices compose: --follow composes from the checkpoint; drop --start/--end")
 
@@ -224,7 +226,6 @@ def cmd_prices_compose(args: argparse.Namespace) -> int:
             print("mq_btc_price_10m: nothing to compose (up to date, or no backbone and no venue rows)", flush=True)
         return False
 
-    settings = _settings()
     lane = Lane(
         "price_composer",
         _database_url(settings),
@@ -447,7 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(func=cmd_prices_ingest)
     compose = prices.add_parser("compose", help="compose mq_btc_price_10m from the venue tables in SQL")
     compose.add_argument(
-        "--method", choices=("volume_weighted_ohlc_v1", "median_filtered_v1"), default="volume_weighted_ohlc_v1"
+        "--method",
+        choices=("volume_weighted_ohlc_v1", "median_filtered_v1"),
+        help="default MQNODE_PRICE_COMPOSITION_METHOD (volume_weighted_ohlc_v1)",
     )
     compose.add_argument("--start", help="first bucket (ISO time; default: the composer checkpoint)")
     compose.add_argument("--end", help="last bucket (ISO time; default: the end of the timeline)")

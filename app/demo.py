@@ -2,7 +2,8 @@
 
 - database: MQNODE_DATABASE_URL, else a local PostgreSQL under .mqnode/ (started here, database
   `mqnode_demo`, created afresh each run because the demo chain is new each run);
-- node: MQNODE_BTC_RPC_URL when set (a real Bitcoin Core; prices then come from the real venues as seeded),
+- node: MQNODE_BTC_RPC_URL (or MQNODE_BTC_RPC_COOKIE_FILE) when set: a real Bitcoin Core; prices then come
+  from the real venues as registered,
   else sim-node with a synthetic chain covering the last --days days and mining a live block every
   --mine-every seconds;
 - prices (with sim-node): the recorded real Binance.US 1m BTCUSDT series (21 days of March 2023) served by a
@@ -139,7 +140,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from app.supervisor import DEFAULT_LANES, Supervisor
 
     settings = Settings.from_env()
-    real_node = bool(os.environ.get("MQNODE_BTC_RPC_URL"))
+    real_node = bool(os.environ.get("MQNODE_BTC_RPC_URL") or os.environ.get("MQNODE_BTC_RPC_COOKIE_FILE"))
     embedded = None
     if settings.database_url:
         database_url = resolve_database_url(settings)
@@ -161,7 +162,7 @@ def run_demo(args: argparse.Namespace) -> int:
     }
     sim = replay = None
     if real_node:
-        print(f"node: {settings.btc_rpc_url} (from MQNODE_BTC_RPC_URL); prices from the venues as registered")
+        print(f"node: {settings.btc_rpc_url} (your node); prices from the venues as registered", flush=True)
     else:
         workdir = Path(tempfile.mkdtemp(prefix="mqnode-demo-"))
         sim, rpc_url, chain_start = start_sim_node(args.port, args.days, args.mine_every, args.txs_per_block, workdir)

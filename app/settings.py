@@ -110,6 +110,13 @@ class Settings:
     price_poll_interval_sec: float = field(
         default=60.0, metadata={"env": "MQNODE_PRICE_POLL_INTERVAL_SEC", "doc": "pause between price ingest passes"}
     )
+    price_composition_method: str = field(
+        default="volume_weighted_ohlc_v1",
+        metadata={
+            "env": "MQNODE_PRICE_COMPOSITION_METHOD",
+            "doc": "default of `mqnode prices compose --method` (volume_weighted_ohlc_v1 or median_filtered_v1)",
+        },
+    )
     run_lanes: str = field(
         default="chain,price_ingest,price_composer,rollups,metrics,api",
         metadata={
@@ -197,6 +204,8 @@ class Settings:
         settings = cls(**values)
         if settings.btc_getblock_verbosity not in (2, 3):
             raise ValueError("MQNODE_BTC_GETBLOCK_VERBOSITY must be 2 or 3")
+        if settings.price_composition_method not in ("volume_weighted_ohlc_v1", "median_filtered_v1"):
+            raise ValueError("MQNODE_PRICE_COMPOSITION_METHOD must be volume_weighted_ohlc_v1 or median_filtered_v1")
         if settings.db_write_method not in ("auto", "copy", "insert"):
             raise ValueError("MQNODE_DB_WRITE_METHOD must be auto, copy or insert")
         return settings
