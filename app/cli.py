@@ -180,7 +180,7 @@ def cmd_prices_ingest(args: argparse.Namespace) -> int:
 
     def ingest(conn) -> bool:
         try:
-            reports = ingest_sources(conn, args.source, should_stop=lane.stop_event.is_set)
+            reports = ingest_sources(conn, args.source, should_stop=lambda: lane.between_units(conn))
         except ValueError as exc:
             raise SystemExit(f"prices ingest: {exc}") from exc
         for r in reports:
@@ -242,7 +242,7 @@ def cmd_metrics_run(args: argparse.Namespace) -> int:
 
     def run(conn) -> bool:
         try:
-            steps = run_metrics(conn, args.metric, args.interval, should_stop=lane.stop_event.is_set)
+            steps = run_metrics(conn, args.metric, args.interval, should_stop=lambda: lane.between_units(conn))
         except ValueError as exc:
             raise SystemExit(f"metrics run: {exc}") from exc
         for s in steps:

@@ -47,9 +47,18 @@ class Lane:
 
     def __post_init__(self) -> None:
         self.stop_event = threading.Event()
+        self._last_beat = time.monotonic()
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def between_units(self, conn: psycopg.Connection) -> bool:
+        """For long steps (a first backfill) between committed units: keeps the heartbeat fresh (at most
+        every 20 s, so the lane is not reported stale while it works) and says whether to stop now."""
+        if time.monotonic() - self._last_beat >= 20.0:
+            heartbeat(conn, self.name)
+            self._last_beat = time.monotonic()
+        return self.stop_event.is_set()
 
     def run(self, once: bool = False) -> bool:
         """Loop until stop() (one step with once=True). Returns False when the last step failed."""
@@ -67,6 +76,7 @@ class Lane:
                     more = self.step(conn)
                     ok, backoff = True, self.error_backoff_sec
                     heartbeat(conn, self.name)
+                    self._last_beat = time.monotonic()
                 except (psycopg.Error, OSError, RuntimeError, ValueError) as exc:
                     ok, more = False, False
                     message = f"{type(exc).__name__}: {exc}"

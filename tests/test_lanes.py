@@ -77,3 +77,13 @@ def test_once_returns_the_step_result(pg_url):
 
     assert Lane("once_broken", pg_url, broken).run(once=True) is False
     assert heartbeat_row(pg_url, "once_broken") == ("error", "RuntimeError: boom")
+
+
+def test_long_steps_keep_the_heartbeat_fresh_and_see_a_stop(pg_url):
+    lane = Lane("long", pg_url, lambda conn: False)
+    with psycopg.connect(pg_url) as conn:
+        assert lane.between_units(conn) is False and heartbeat_row(pg_url, "long") is None  # beat 20 s ago at most
+        lane._last_beat -= 21  # noqa: SLF001 (as if the unit took 21 s)
+        assert lane.between_units(conn) is False and heartbeat_row(pg_url, "long") == ("ok", None)
+        lane.stop()
+        assert lane.between_units(conn) is True

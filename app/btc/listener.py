@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -52,10 +53,17 @@ class ChainListener:
         self.clock = clock
         self.writer = BlockWriter(conn, write_method)
         self.stop_event = threading.Event()
+        self._last_beat = time.monotonic()
 
     def build_timeline(self, to_now: bool = True) -> None:
         """Build the 10m backbone: through the newest block, and on to the current bucket when to_now."""
         chain_sync.build_timeline(self.conn, self.clock() if to_now else None)
+
+    def _after_batch(self, _height: int) -> None:
+        self.build_timeline(to_now=False)
+        if time.monotonic() - self._last_beat >= 20.0:  # a long catch-up is not a stale lane
+            heartbeat(self.conn, LANE)
+            self._last_beat = time.monotonic()
 
     def sync_once(self) -> int:
         """One pass: reorg check, ingest up to the node tip, build the timeline. Returns blocks written."""
@@ -80,7 +88,7 @@ class ChainListener:
                 writer=self.writer,
                 # While catching up, build only through the newest block: advancing to now after every
                 # batch would rewrite every bucket between an old block and now again and again.
-                after_batch=lambda _height: self.build_timeline(to_now=False),
+                after_batch=self._after_batch,
             )
             written += result.blocks
             if result.mismatch_at is not None:
