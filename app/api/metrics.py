@@ -25,10 +25,8 @@ from app.api.pages import (
     Page,
     PageRequest,
     TimeSeriesOperation,
-    check_cursor_listing,
-    page_query,
-    page_response,
     provide_page_request,
+    read_page,
 )
 
 # The seeded metrics (core.seed_metric_registry), for the OpenAPI document; the registry is the authority.
@@ -112,6 +110,4 @@ class MetricController(Controller):
     ) -> Response[Page]:
         """A registered metric's rows from its api view (api.metric_registry.output_table)."""
         found = await resolve_metric(state.reads, metric, interval)
-        check_cursor_listing(page, found.output_table)
-        result = await state.reads.fetch(*page_query(found.output_table, page))
-        return page_response(result, page, found.output_table)
+        return await read_page(state.reads, found.output_table, page)

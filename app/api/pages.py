@@ -29,7 +29,7 @@ from litestar.openapi.spec import OpenAPIHeader, OpenAPIMediaType, OpenAPIRespon
 from litestar.params import QueryParameter
 from psycopg import sql
 
-from app.api.database import Rows
+from app.api.database import ReadDatabase, Rows
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
@@ -169,6 +169,16 @@ def page_query(view: str, page: PageRequest, equals: dict[str, Any] | None = Non
         direction=sql.SQL("ASC" if page.order == "asc" else "DESC"),
     )
     return query, params
+
+
+async def read_page(
+    reads: ReadDatabase, view: str, page: PageRequest, *, listing: str | None = None, equals: dict | None = None
+) -> Response[Page]:
+    """One page of api.<view> (a name the caller has vetted), rows optionally narrowed by `equals`; the
+    cursor must come from the same listing (default: the view)."""
+    listing = listing or view
+    check_cursor_listing(page, listing)
+    return page_response(await reads.fetch(*page_query(view, page, equals)), page, listing)
 
 
 def check_cursor_listing(page: PageRequest, listing: str) -> None:

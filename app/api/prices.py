@@ -17,10 +17,8 @@ from app.api.pages import (
     Page,
     PageRequest,
     TimeSeriesOperation,
-    check_cursor_listing,
-    page_query,
-    page_response,
     provide_page_request,
+    read_page,
 )
 
 # The venues of the data contract (core.<venue>_price_10m), in the order the registry ranks them.
@@ -41,9 +39,7 @@ class PriceController(Controller):
         interval: Annotated[Interval, QueryParameter(description="10m, 1h or 24h (UTC days).")] = "10m",
     ) -> Response[Page]:
         """The canonical BTC/USD price: api.btc_price_canonical_<interval> (NULL prices where no venue traded)."""
-        view = f"btc_price_canonical_{interval}"
-        check_cursor_listing(page, view)
-        return page_response(await state.reads.fetch(*page_query(view, page)), page, view)
+        return await read_page(state.reads, f"btc_price_canonical_{interval}", page)
 
     @get(
         "/venues/{venue:str}",
@@ -65,6 +61,4 @@ class PriceController(Controller):
         """One venue's sparse 10m OHLCV with quality metadata: api.btc_price_venue_10m WHERE venue = {venue}."""
         if venue not in VENUES:
             raise NotFoundException(detail=f"unknown venue {venue!r}: venues are " + ", ".join(VENUES))
-        listing = f"{VENUE_VIEW}:{venue}"
-        check_cursor_listing(page, listing)
-        return page_response(await state.reads.fetch(*page_query(VENUE_VIEW, page, {"venue": venue})), page, listing)
+        return await read_page(state.reads, VENUE_VIEW, page, listing=f"{VENUE_VIEW}:{venue}", equals={"venue": venue})

@@ -15,10 +15,8 @@ from app.api.pages import (
     Page,
     PageRequest,
     TimeSeriesOperation,
-    check_cursor_listing,
-    page_query,
-    page_response,
     provide_page_request,
+    read_page,
 )
 
 
@@ -35,6 +33,4 @@ class PrimitiveController(Controller):
         interval: Annotated[Interval, QueryParameter(description="10m, 1h or 24h (UTC days).")] = "10m",
     ) -> Response[Page]:
         """Rows of api.btc_primitive_<interval> (flows, carried chain state, prices), keyed by bucket_start_utc."""
-        view = f"btc_primitive_{interval}"
-        check_cursor_listing(page, view)
-        return page_response(await state.reads.fetch(*page_query(view, page)), page, view)
+        return await read_page(state.reads, f"btc_primitive_{interval}", page)
