@@ -486,25 +486,11 @@ def test_kept_connection_replaced_after_it_dies(pg_url):
 
 def test_ingested_rows_are_readable_and_the_reader_stays_read_only(db_url):
     """The write route and the reads share the app (and the PGlite engine's single connection)."""
+    from tests.test_internal_ingest import row as ingest_row
+
     token = "t0ken"
     with TestClient(app=create_app(db_url, token)) as client:
-        row = {
-            "bucket_start_utc": "2024-01-01T00:10:00Z",
-            "symbol": "BTCUSDT",
-            "open_price_usd": "42000.10",
-            "high_price_usd": "42100",
-            "low_price_usd": "41950.5",
-            "close_price_usd": "42050",
-            "volume_btc": "12.5",
-            "volume_usd": "525000.25",
-            "trade_count": 1200,
-            "quality_status": "complete",
-            "data_source_mode": "websocket",
-            "expected_child_candle_count": 10,
-            "actual_child_candle_count": 10,
-            "disconnect_count": 0,
-            "gap_count": 0,
-        }
+        row = ingest_row()  # the internal route's tests' row: 00:10, open 42000.10, 1200 trades
         posted = client.post(
             "/api/v1/internal/price/source/binance/10m",
             json={"rows": [row]},
