@@ -31,6 +31,24 @@ def heartbeat(conn: psycopg.Connection, lane: str, error: str | None = None) -> 
         conn.execute("SELECT core.lane_heartbeat(%s, %s)", (lane, error))
 
 
+class Heartbeat:
+    """A lane's heartbeat: every completed step beats; long work beats between its committed units, at
+    most every `every_sec`, so a lane that is working is never reported stale (nor floods the table)."""
+
+    def __init__(self, lane: str, every_sec: float = 20.0):
+        self.lane = lane
+        self.every_sec = every_sec
+        self.last = time.monotonic()
+
+    def beat(self, conn: psycopg.Connection, error: str | None = None) -> None:
+        heartbeat(conn, self.lane, error)
+        self.last = time.monotonic()
+
+    def beat_if_due(self, conn: psycopg.Connection) -> None:
+        if time.monotonic() - self.last >= self.every_sec:
+            self.beat(conn)
+
+
 @dataclass
 class Lane:
     """One lane: `step(conn)` does a unit of work on the lane's connection and returns whether more work
@@ -47,7 +65,7 @@ class Lane:
 
     def __post_init__(self) -> None:
         self.stop_event = threading.Event()
-        self._last_beat = time.monotonic()
+        self.heartbeat = Heartbeat(self.name)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -55,9 +73,7 @@ class Lane:
     def between_units(self, conn: psycopg.Connection) -> bool:
         """For long steps (a first backfill) between committed units: keeps the heartbeat fresh (at most
         every 20 s, so the lane is not reported stale while it works) and says whether to stop now."""
-        if time.monotonic() - self._last_beat >= 20.0:
-            heartbeat(conn, self.name)
-            self._last_beat = time.monotonic()
+        self.heartbeat.beat_if_due(conn)
         return self.stop_event.is_set()
 
     def run(self, once: bool = False) -> bool:
@@ -75,8 +91,7 @@ class Lane:
                 try:
                     more = self.step(conn)
                     ok, backoff = True, self.error_backoff_sec
-                    heartbeat(conn, self.name)
-                    self._last_beat = time.monotonic()
+                    self.heartbeat.beat(conn)
                 except (psycopg.Error, OSError, RuntimeError, ValueError) as exc:
                     ok, more = False, False
                     message = f"{type(exc).__name__}: {exc}"
@@ -86,7 +101,7 @@ class Lane:
                     elif not conn.autocommit:
                         conn.rollback()
                     try:
-                        heartbeat(conn, self.name, message)
+                        self.heartbeat.beat(conn, message)
                     except psycopg.Error as hb_exc:
                         log.error("lane %s: heartbeat failed: %s", self.name, hb_exc)
                     if not once:

@@ -83,7 +83,7 @@ def test_long_steps_keep_the_heartbeat_fresh_and_see_a_stop(pg_url):
     lane = Lane("long", pg_url, lambda conn: False)
     with psycopg.connect(pg_url) as conn:
         assert lane.between_units(conn) is False and heartbeat_row(pg_url, "long") is None  # beat 20 s ago at most
-        lane._last_beat -= 21  # noqa: SLF001 (as if the unit took 21 s)
+        lane.heartbeat.last -= 21  # as if the unit took 21 s
         assert lane.between_units(conn) is False and heartbeat_row(pg_url, "long") == ("ok", None)
         lane.stop()
         assert lane.between_units(conn) is True

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -22,7 +21,7 @@ from app.btc.chain_sync import BUILDER_COMPONENT, RAW_COMPONENT, IngestOptions
 from app.btc.mapper import MalformedBlockError
 from app.btc.rpc import BitcoinRpc, RpcError
 from app.btc.writer import BlockWriter
-from app.lanes import heartbeat
+from app.lanes import Heartbeat
 
 log = logging.getLogger(__name__)
 LANE = "chain"  # heartbeat: worker_chain:heartbeat
@@ -53,7 +52,7 @@ class ChainListener:
         self.clock = clock
         self.writer = BlockWriter(conn, write_method)
         self.stop_event = threading.Event()
-        self._last_beat = time.monotonic()
+        self.heartbeat = Heartbeat(LANE)
 
     def build_timeline(self, to_now: bool = True) -> None:
         """Build the 10m backbone: through the newest block, and on to the current bucket when to_now."""
@@ -61,9 +60,7 @@ class ChainListener:
 
     def _after_batch(self, _height: int) -> None:
         self.build_timeline(to_now=False)
-        if time.monotonic() - self._last_beat >= 20.0:  # a long catch-up is not a stale lane
-            heartbeat(self.conn, LANE)
-            self._last_beat = time.monotonic()
+        self.heartbeat.beat_if_due(self.conn)  # a long catch-up is not a stale lane
 
     def sync_once(self) -> int:
         """One pass: reorg check, ingest up to the node tip, build the timeline. Returns blocks written."""
@@ -108,7 +105,7 @@ class ChainListener:
                 written = self.sync_once()
                 chain_sync.clear_error(self.conn, RAW_COMPONENT)
                 chain_sync.clear_error(self.conn, BUILDER_COMPONENT)
-                heartbeat(self.conn, LANE)
+                self.heartbeat.beat(self.conn)
                 if written:
                     log.info("ingested %d block(s); raw checkpoint %s", written, chain_sync.raw_checkpoint(self.conn))
             except (RpcError, MalformedBlockError, psycopg.Error, RuntimeError) as exc:
@@ -117,7 +114,7 @@ class ChainListener:
                 if self.conn.closed:
                     raise
                 chain_sync.record_error(self.conn, RAW_COMPONENT, message)
-                heartbeat(self.conn, LANE, message)
+                self.heartbeat.beat(self.conn, message)
                 if once:
                     raise
                 written = 0

@@ -128,3 +128,21 @@ AS $$
     ON CONFLICT (chain, component, "interval") DO UPDATE
     SET status = excluded.status, error_message = excluded.error_message, updated_at = excluded.updated_at
 $$;
+
+-- core.sat_to_usd(p_sat, p_price_usd): a satoshi amount valued at a BTC/USD price, 8 decimals; NULL
+-- when either is NULL (no price: no USD value, never 0). Pure; inlined by the planner.
+CREATE OR REPLACE FUNCTION core.sat_to_usd(p_sat numeric, p_price_usd numeric)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT round(p_sat / 100000000 * p_price_usd, 8)
+$$;
+
+-- core.share(p_part, p_whole): p_part / p_whole to 8 decimals; NULL when p_whole is not positive (an
+-- undefined ratio stays NULL, never a fake 0). Pure; inlined by the planner.
+CREATE OR REPLACE FUNCTION core.share(p_part numeric, p_whole numeric)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN p_whole > 0 THEN round(p_part / p_whole, 8) END
+$$;

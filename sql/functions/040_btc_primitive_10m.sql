@@ -308,7 +308,7 @@ BEGIN
         pr.high_price_usd,
         pr.low_price_usd,
         pr.close_price_usd,
-        round(s.cumulative_supply_sat::numeric / 100000000 * pr.close_price_usd, 8)
+        core.sat_to_usd(s.cumulative_supply_sat, pr.close_price_usd)
     FROM flows AS f
     LEFT JOIN core.btc_primitive_block AS s ON f.state_height = s.height
     LEFT JOIN core.mq_btc_price_10m AS pr ON f.bucket_start_utc = pr.bucket_start_utc

@@ -405,7 +405,7 @@ BEGIN
         high_price_usd = m.high_price_usd,
         low_price_usd = m.low_price_usd,
         close_price_usd = m.close_price_usd,
-        market_cap_usd = round(p.supply_total_sat::numeric / 100000000 * m.close_price_usd, 8)
+        market_cap_usd = core.sat_to_usd(p.supply_total_sat, m.close_price_usd)
     FROM core.mq_btc_price_10m AS m
     WHERE p.bucket_start_utc = m.bucket_start_utc
       AND m.bucket_start_utc BETWEEN v_start AND v_end

@@ -113,7 +113,7 @@ BEGIN
             p.bucket_start_utc,
             p.supply_total_sat,
             p.close_price_usd,
-            round(p.supply_total_sat::numeric / 100000000 * p.close_price_usd, 8)
+            core.sat_to_usd(p.supply_total_sat, p.close_price_usd)
         FROM core.btc_priced_periods AS p
         WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
         ON CONFLICT (bucket_start_utc) DO UPDATE
@@ -149,16 +149,14 @@ BEGIN
             v.transferred_sat,
             v.close_price_usd,
             v.transferred_value_usd,
-            CASE
-                WHEN v.transferred_value_usd > 0 THEN round(v.market_cap_usd / v.transferred_value_usd, 8)
-            END
+            core.share(v.market_cap_usd, v.transferred_value_usd)
         FROM (
             SELECT
                 p.bucket_start_utc,
                 mc.market_cap_usd,
                 p.transferred_sat,
                 mc.close_price_usd,
-                round(p.transferred_sat::numeric / 100000000 * mc.close_price_usd, 8) AS transferred_value_usd
+                core.sat_to_usd(p.transferred_sat, mc.close_price_usd) AS transferred_value_usd
             FROM core.btc_primitive_periods AS p
             LEFT JOIN core.%2$I AS mc ON p.bucket_start_utc = mc.bucket_start_utc
             WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
@@ -198,11 +196,11 @@ BEGIN
             p.miner_revenue_sat,
             p.issued_sat,
             p.fees_sat,
-            CASE WHEN p.miner_revenue_sat > 0 THEN round(p.fees_sat::numeric / p.miner_revenue_sat, 8) END,
+            core.share(p.fees_sat, p.miner_revenue_sat),
             p.close_price_usd,
-            round(p.miner_revenue_sat::numeric / 100000000 * p.close_price_usd, 8),
-            round(p.issued_sat::numeric / 100000000 * p.close_price_usd, 8),
-            round(p.fees_sat::numeric / 100000000 * p.close_price_usd, 8)
+            core.sat_to_usd(p.miner_revenue_sat, p.close_price_usd),
+            core.sat_to_usd(p.issued_sat, p.close_price_usd),
+            core.sat_to_usd(p.fees_sat, p.close_price_usd)
         FROM core.btc_priced_periods AS p
         WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
         ON CONFLICT (bucket_start_utc) DO UPDATE
@@ -276,11 +274,11 @@ BEGIN
             md.median_feerate,
             p.min_feerate_sat_vb,
             p.max_feerate_sat_vb,
-            CASE WHEN p.miner_revenue_sat > 0 THEN round(p.fees_sat::numeric / p.miner_revenue_sat, 8) END,
+            core.share(p.fees_sat, p.miner_revenue_sat),
             p.close_price_usd,
-            round(p.fees_sat::numeric / 100000000 * p.close_price_usd, 8),
-            round(p.avg_fee_sat / 100000000 * p.close_price_usd, 8),
-            round(md.median_fee / 100000000 * p.close_price_usd, 8)
+            core.sat_to_usd(p.fees_sat, p.close_price_usd),
+            core.sat_to_usd(p.avg_fee_sat, p.close_price_usd),
+            core.sat_to_usd(md.median_fee, p.close_price_usd)
         FROM core.btc_priced_periods AS p
         LEFT JOIN medians AS md ON p.bucket_start_utc = md.bucket_start_utc
         WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
