@@ -11,7 +11,7 @@ import pwd
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -51,6 +51,8 @@ class EmbeddedPostgres:
     base_dir: Path
     port: int
     database: str = "mqnode"
+    #: extra server settings, e.g. {"shared_preload_libraries": "timescaledb"} (tests' TimescaleDB cluster)
+    server_settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def data_dir(self) -> Path:
@@ -120,7 +122,7 @@ class EmbeddedPostgres:
             options = (
                 f"-p {self.port} -k {self.base_dir} -c listen_addresses=127.0.0.1 -c fsync=on"
                 " -c max_connections=100 -c shared_buffers=256MB"
-            )
+            ) + "".join(f" -c {name}={value}" for name, value in self.server_settings.items())
             result = subprocess.run(
                 _as_server_user(
                     [

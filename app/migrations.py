@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
-from app.settings import PROJECT_DIR
+from app.settings import PROJECT_DIR, Settings
+
+log = logging.getLogger(__name__)
 
 SQL_FUNCTIONS_DIR = PROJECT_DIR / "sql" / "functions"
 AGGREGATES_DIR = PROJECT_DIR / "sql" / "aggregates"
@@ -19,11 +22,44 @@ def execute_sql(connection: Connection, sql: str) -> None:
     connection.connection.driver_connection.execute(sql)
 
 
+class TimescaleDBRequiredError(RuntimeError):
+    """MQNODE_REQUIRE_TIMESCALEDB=true and the server cannot give TimescaleDB."""
+
+
 def timescaledb_available(connection: Connection) -> bool:
-    row = connection.connection.driver_connection.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')"
+    """Whether ``CREATE EXTENSION timescaledb`` can succeed on this server.
+
+    The extension's files being installed is not enough: unless its library is preloaded
+    (``shared_preload_libraries``), CREATE EXTENSION fails with FATAL "extension timescaledb must be
+    preloaded" and the connection is gone. A loaded library defines the ``timescaledb.license`` setting
+    (preloaded on a server; loaded at start on the PGlite engine), so that is the test. Installed but not
+    loaded: plain-PostgreSQL mode with one warning naming the setting, or an error with
+    MQNODE_REQUIRE_TIMESCALEDB=true.
+    """
+    installed, loaded, preload = connection.connection.driver_connection.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),"
+        " current_setting('timescaledb.license', true) IS NOT NULL"
+        " OR 'timescaledb' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ',')),"
+        " current_setting('shared_preload_libraries')"
     ).fetchone()
-    return bool(row[0])
+    required = Settings.from_env().require_timescaledb
+    if installed and loaded:
+        return True
+    if installed:
+        message = (
+            "TimescaleDB is installed on this server but not preloaded (shared_preload_libraries = "
+            f"{preload!r}): add timescaledb to shared_preload_libraries in postgresql.conf and restart the server"
+        )
+    else:
+        message = "the TimescaleDB extension is not installed on this server"
+    if required:
+        raise TimescaleDBRequiredError(f"MQNODE_REQUIRE_TIMESCALEDB=true but {message}")
+    if installed:
+        log.warning(
+            "%s; migrating in plain-PostgreSQL mode (hypertables, compression and continuous aggregates are not used)",
+            message,
+        )
+    return False
 
 
 def timescaledb_installed(connection: Connection) -> bool:

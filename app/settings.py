@@ -29,6 +29,15 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _env_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything MQNODE reads from its environment (see .env.example and docs/configuration.md)."""
@@ -176,6 +185,13 @@ class Settings:
     price_ws_rest_base: str = field(
         default="https://api.binance.com", metadata={"env": "PRICE_WS_REST_BASE", "doc": "REST base for gap repair"}
     )
+    require_timescaledb: bool = field(
+        default=False,
+        metadata={
+            "env": "MQNODE_REQUIRE_TIMESCALEDB",
+            "doc": "true: `db upgrade` fails unless TimescaleDB can be used (false: plain-PostgreSQL mode, warned)",
+        },
+    )
     db_write_method: str = field(
         default="auto",
         metadata={
@@ -197,6 +213,8 @@ class Settings:
                 values[f.name] = _env_int(name, 0)
             elif f.type in ("float",):
                 values[f.name] = _env_float(name, 0.0)
+            elif f.type in ("bool",):
+                values[f.name] = _env_bool(name, raw)
             elif "Path" in str(f.type):
                 values[f.name] = Path(raw)
             else:

@@ -425,57 +425,57 @@ def test_api_connection_spells_numerics_as_postgresql(db_url):
     assert row == ("0.00000001", "NaN", "100000000000000000000", ["1.50", "2"])  # never 1E-8 or a float
 
 
-def test_api_login_role_url(pg_url):
+def test_api_login_role_url(server_url):
     """MQNODE_API_DATABASE_URL: a login role that is a member of mqnode_reader (PostgreSQL; roles are per cluster)."""
     role = f"mqnode_api_test_{os.getpid()}"
-    login_url = pg_url.replace("postgresql://postgres@", f"postgresql://{role}@")
-    with psycopg.connect(pg_url, autocommit=True) as conn:
+    login_url = server_url.replace("postgresql://postgres@", f"postgresql://{role}@")
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'CREATE ROLE "{role}" LOGIN IN ROLE mqnode_reader')
     try:
-        populate(pg_url)
+        populate(server_url)
 
         async def check(conn):
             assert await one(conn, "SELECT session_user") == role
             await assert_reader_cannot_write(conn)
 
         on_api_connection(login_url, check)
-        with TestClient(app=create_app(pg_url, None, read_database_url=login_url)) as client:
+        with TestClient(app=create_app(server_url, None, read_database_url=login_url)) as client:
             assert len(items(client, "/api/v1/btc/primitive", **FIRST_TWO_HOURS)) == 12
             assert client.get("/health").json() == {"status": "ok"}
     finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
+        with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
             conn.execute(f'DROP ROLE "{role}"')
 
 
-def test_login_outside_the_reader_role_is_a_logged_500(pg_url):
+def test_login_outside_the_reader_role_is_a_logged_500(server_url):
     """A MQNODE_API_DATABASE_URL login that is not a member of mqnode_reader cannot SET ROLE: 500, and the log
     says why (the API never falls back to reading with the login's own privileges)."""
     role = f"mqnode_api_outsider_{os.getpid()}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'CREATE ROLE "{role}" LOGIN')
     logged: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = logged.append  # Litestar's logging set-up replaces the root handlers (and caplog's)
     logging.getLogger("mqnode.api").addHandler(handler)
     try:
-        login_url = pg_url.replace("postgresql://postgres@", f"postgresql://{role}@")
-        with TestClient(app=create_app(pg_url, None, read_database_url=login_url)) as client:
+        login_url = server_url.replace("postgresql://postgres@", f"postgresql://{role}@")
+        with TestClient(app=create_app(server_url, None, read_database_url=login_url)) as client:
             response = client.get("/api/v1/btc/primitive")
         assert response.status_code == 500 and response.json()["detail"] == "database error (see the server log)"
         assert any('permission denied to set role "mqnode_reader"' in r.getMessage() for r in logged)
     finally:
         logging.getLogger("mqnode.api").removeHandler(handler)
-        with psycopg.connect(pg_url, autocommit=True) as conn:
+        with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f'DROP ROLE "{role}"')
 
 
-def test_kept_connection_replaced_after_it_dies(pg_url):
+def test_kept_connection_replaced_after_it_dies(server_url):
     """PostgreSQL keeps idle read connections; one killed under it (server restart) is replaced, not a 5xx."""
-    populate(pg_url)
-    with TestClient(app=create_app(pg_url, None)) as client:
+    populate(server_url)
+    with TestClient(app=create_app(server_url, None)) as client:
         assert len(items(client, "/api/v1/btc/primitive", **FIRST_TWO_HOURS)) == 12
-        with psycopg.connect(pg_url, autocommit=True) as conn:
+        with psycopg.connect(server_url, autocommit=True) as conn:
             (killed,) = conn.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE application_name = 'mqnode-api' AND datname = current_database()"

@@ -137,24 +137,24 @@ def expected_rows() -> list[tuple]:
     ]
 
 
-def test_collector_writes_local_rows_with_quality(pg_url, exchange):
+def test_collector_writes_local_rows_with_quality(server_url, exchange):
     server = ReplayServer()
     config = CollectorConfig(
-        server.url, "BTCUSDT", exchange.url, "local_db", database_url=pg_url, reconnect_backoff_sec=0.1
+        server.url, "BTCUSDT", exchange.url, "local_db", database_url=server_url, reconnect_backoff_sec=0.1
     )
-    run_until_rows(config, pg_url, 2)
-    assert stored(pg_url) == expected_rows()
+    run_until_rows(config, server_url, 2)
+    assert stored(server_url) == expected_rows()
     assert server.connections == 2
     repairs = [q for venue, q in exchange.requests if venue == "binance"]
     assert len(repairs) == 1 and int(repairs[0]["startTime"]) == int(A.timestamp() * 1000)
 
 
-def test_collector_pushes_to_the_internal_route(pg_url, exchange):
+def test_collector_pushes_to_the_internal_route(server_url, exchange):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     api = uvicorn.Server(
-        uvicorn.Config(create_app(pg_url, "push-token"), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(create_app(server_url, "push-token"), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=api.run, daemon=True)
     thread.start()
@@ -172,11 +172,11 @@ def test_collector_pushes_to_the_internal_route(pg_url, exchange):
             remote_token="push-token",
             reconnect_backoff_sec=0.1,
         )
-        run_until_rows(config, pg_url, 2)
+        run_until_rows(config, server_url, 2)
     finally:
         api.should_exit = True
         thread.join(10)
-    assert stored(pg_url) == expected_rows()
+    assert stored(server_url) == expected_rows()
 
 
 def test_remote_push_needs_url_and_token():

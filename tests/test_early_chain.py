@@ -73,13 +73,10 @@ def test_daily_figures_match_coin_metrics(db_url, early_node):
     assert all(ours[date(2009, 1, d)][0] == 0 for d in range(4, 9))
 
 
-def test_engines_produce_identical_tables(pg_url, ts_engine, early_node):
-    from tests.conftest import reset_engine_tables
-
-    reset_engine_tables(ts_engine.url)
+def test_engines_produce_identical_tables(pg_url, ts_url, early_node):
     ingest_early_chain(pg_url, early_node)
-    ingest_early_chain(ts_engine.url, early_node)
-    with psycopg.connect(pg_url) as pg, psycopg.connect(ts_engine.url) as ts:
+    ingest_early_chain(ts_url, early_node)
+    with psycopg.connect(pg_url) as pg, psycopg.connect(ts_url) as ts:
         pg_rows = chain_snapshot(pg)
         pg.close()
         ts_rows = chain_snapshot(ts)

@@ -60,8 +60,8 @@ def raw_checkpoint(url: str) -> int:
     return -1 if row is None else row[0]
 
 
-def test_sigkill_at_random_points_then_resume_equals_clean_run(new_pg_db, synthetic_node):
-    clean_url = new_pg_db()
+def test_sigkill_at_random_points_then_resume_equals_clean_run(new_server_db, synthetic_node):
+    clean_url = new_server_db()
     proc = run_backfill(clean_url, synthetic_node, "full")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
@@ -71,7 +71,7 @@ def test_sigkill_at_random_points_then_resume_equals_clean_run(new_pg_db, synthe
 
     rng = random.Random(20261124)
     for run in range(10):
-        url = new_pg_db()
+        url = new_server_db()
         proc = run_backfill(url, synthetic_node, "full")
         # Kill at a random point: once a random number of blocks is committed, after a random delay
         # (inside a later batch's fetch, COPY or SQL build, or in the final timeline build).
@@ -93,11 +93,11 @@ def test_sigkill_at_random_points_then_resume_equals_clean_run(new_pg_db, synthe
             assert chain_snapshot(conn) == clean, f"run {run} (killed after height {target})"
 
 
-def test_node_down_marks_error_then_resumes(pg_url):
+def test_node_down_marks_error_then_resumes(server_url):
     node = SimNodeProcess(*SYNTHETIC).start()
     port = node.port
     rpc = node.rpc(retries=1, backoff=0.05, timeout=5)
-    conn = psycopg.connect(pg_url)
+    conn = psycopg.connect(server_url)
     listener = ChainListener(conn, rpc, IngestOptions(batch_blocks=10), poll_interval_sec=0.2, clock=lambda: UNTIL_DT)
     thread = threading.Thread(target=listener.run, daemon=True)
     try:
@@ -105,7 +105,7 @@ def test_node_down_marks_error_then_resumes(pg_url):
         node.stop()  # the node goes away (possibly mid-ingest)
 
         def checkpoint():
-            with psycopg.connect(pg_url) as c:
+            with psycopg.connect(server_url) as c:
                 return c.execute(
                     "SELECT status, error_message, last_height FROM core.sync_checkpoints"
                     " WHERE component = 'btc_raw_block_ingestion'"
@@ -120,11 +120,11 @@ def test_node_down_marks_error_then_resumes(pg_url):
         thread.join(30)
         conn.close()
         node.stop()
-    with psycopg.connect(pg_url) as c:
+    with psycopg.connect(server_url) as c:
         assert c.execute("SELECT count(*) FROM raw.btc_blocks_raw").fetchone()[0] == 300
 
 
-def test_malformed_block_json_writes_nothing(pg_url, tmp_path: Path):
+def test_malformed_block_json_writes_nothing(server_url, tmp_path: Path):
     source = FIXTURES / "bitcoin-etl"
     blocks_dir = tmp_path / "blocks"
     blocks_dir.mkdir()
@@ -135,7 +135,7 @@ def test_malformed_block_json_writes_nothing(pg_url, tmp_path: Path):
     block = json.loads(broken.read_text())
     block["tx"][1]["vout"][0]["value"] = "fifty"
     broken.write_text(json.dumps(block))
-    with SimNodeProcess("--blocks-dir", str(blocks_dir)) as node, psycopg.connect(pg_url) as conn:
+    with SimNodeProcess("--blocks-dir", str(blocks_dir)) as node, psycopg.connect(server_url) as conn:
         with pytest.raises(MalformedBlockError, match=r"block 50001 .* tx 1 vout 0: amount 'fifty'"):
             backfill(
                 conn,

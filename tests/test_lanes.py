@@ -21,7 +21,7 @@ def heartbeat_row(url: str, lane: str) -> tuple | None:
         ).fetchone()
 
 
-def test_lane_wakes_on_notify_and_timer_and_stops_promptly(pg_url):
+def test_lane_wakes_on_notify_and_timer_and_stops_promptly(server_url):
     steps: list[float] = []
 
     def step(conn: psycopg.Connection) -> bool:
@@ -30,13 +30,13 @@ def test_lane_wakes_on_notify_and_timer_and_stops_promptly(pg_url):
         steps.append(time.monotonic())
         return False
 
-    lane = Lane("unit", pg_url, step, channels=("primitive_ready",), interval_sec=3.0)
+    lane = Lane("unit", server_url, step, channels=("primitive_ready",), interval_sec=3.0)
     thread = threading.Thread(target=lane.run, daemon=True)
     thread.start()
     wait_until(lambda: len(steps) == 1)
-    assert heartbeat_row(pg_url, "unit") == ("ok", None)
+    assert heartbeat_row(server_url, "unit") == ("ok", None)
     time.sleep(0.5)
-    with psycopg.connect(pg_url, autocommit=True) as conn:  # two events at once: one step covers both
+    with psycopg.connect(server_url, autocommit=True) as conn:  # two events at once: one step covers both
         conn.execute("SELECT pg_notify('primitive_ready', 'a'), pg_notify('primitive_ready', 'b')")
     wait_until(lambda: len(steps) == 2, timeout=2.5)  # well before the 3 s timer
     assert steps[1] - steps[0] < 2.5
@@ -48,7 +48,7 @@ def test_lane_wakes_on_notify_and_timer_and_stops_promptly(pg_url):
     assert not thread.is_alive() and time.monotonic() - stopped_at < 2.0
 
 
-def test_a_failing_step_is_recorded_and_retried(pg_url):
+def test_a_failing_step_is_recorded_and_retried(server_url):
     calls = []
 
     def step(conn: psycopg.Connection) -> bool:
@@ -57,33 +57,33 @@ def test_a_failing_step_is_recorded_and_retried(pg_url):
             conn.execute("SELECT * FROM no_such_table")
         return False
 
-    lane = Lane("flaky", pg_url, step, interval_sec=0.2, error_backoff_sec=0.2)
+    lane = Lane("flaky", server_url, step, interval_sec=0.2, error_backoff_sec=0.2)
     thread = threading.Thread(target=lane.run, daemon=True)
     thread.start()
     wait_until(lambda: len(calls) >= 1)
-    wait_until(lambda: (heartbeat_row(pg_url, "flaky") or ("",))[0] == "error")
-    assert "no_such_table" in heartbeat_row(pg_url, "flaky")[1]
-    wait_until(lambda: len(calls) >= 2 and heartbeat_row(pg_url, "flaky") == ("ok", None))
+    wait_until(lambda: (heartbeat_row(server_url, "flaky") or ("",))[0] == "error")
+    assert "no_such_table" in heartbeat_row(server_url, "flaky")[1]
+    wait_until(lambda: len(calls) >= 2 and heartbeat_row(server_url, "flaky") == ("ok", None))
     lane.stop()
     thread.join(5)
     assert not thread.is_alive()
 
 
-def test_once_returns_the_step_result(pg_url):
-    assert Lane("once", pg_url, lambda conn: False).run(once=True) is True
+def test_once_returns_the_step_result(server_url):
+    assert Lane("once", server_url, lambda conn: False).run(once=True) is True
 
     def broken(conn):
         raise RuntimeError("boom")
 
-    assert Lane("once_broken", pg_url, broken).run(once=True) is False
-    assert heartbeat_row(pg_url, "once_broken") == ("error", "RuntimeError: boom")
+    assert Lane("once_broken", server_url, broken).run(once=True) is False
+    assert heartbeat_row(server_url, "once_broken") == ("error", "RuntimeError: boom")
 
 
-def test_long_steps_keep_the_heartbeat_fresh_and_see_a_stop(pg_url):
-    lane = Lane("long", pg_url, lambda conn: False)
-    with psycopg.connect(pg_url) as conn:
-        assert lane.between_units(conn) is False and heartbeat_row(pg_url, "long") is None  # beat 20 s ago at most
+def test_long_steps_keep_the_heartbeat_fresh_and_see_a_stop(server_url):
+    lane = Lane("long", server_url, lambda conn: False)
+    with psycopg.connect(server_url) as conn:
+        assert lane.between_units(conn) is False and heartbeat_row(server_url, "long") is None  # beat 20 s ago at most
         lane.heartbeat.last -= 21  # as if the unit took 21 s
-        assert lane.between_units(conn) is False and heartbeat_row(pg_url, "long") == ("ok", None)
+        assert lane.between_units(conn) is False and heartbeat_row(server_url, "long") == ("ok", None)
         lane.stop()
         assert lane.between_units(conn) is True

@@ -212,12 +212,12 @@ def test_reruns_are_identical_and_hourly_flows_are_sums_of_parts(db_url):
             assert day[1] == sum(p[1] for p in parts)
 
 
-def test_metrics_command(pg_url):
+def test_metrics_command(server_url):
     from tests.test_cli import mqnode
 
-    with psycopg.connect(pg_url) as conn:
+    with psycopg.connect(server_url) as conn:
         handmade(conn)
-    env = {"MQNODE_DATABASE_URL": pg_url}
+    env = {"MQNODE_DATABASE_URL": server_url}
     first = mqnode("metrics", "run", "--once", "--interval", "10m", env=env)
     assert first.returncode == 0, first.stderr
     assert "market_cap_usd 10m: ok 2024-01-01 00:00:00+00:00 .. 2024-01-01 00:20:00+00:00 rows=3" in first.stdout

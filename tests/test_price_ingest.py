@@ -145,23 +145,23 @@ def test_persistent_failure_marks_the_checkpoint_and_the_next_run_recovers(db_ur
         assert status == "ok" and len(stored(conn, "bitstamp")) == 3
 
 
-def test_prices_ingest_command(pg_url, exchange):
+def test_prices_ingest_command(server_url, exchange):
     from tests.test_cli import mqnode
 
-    with psycopg.connect(pg_url) as conn:
+    with psycopg.connect(server_url) as conn:
         configure(conn, exchange, "coinbase", historical_start_utc=(datetime.now(UTC) - timedelta(hours=1)).isoformat())
-    result = mqnode("prices", "ingest", "--source", "coinbase", "--once", env={"MQNODE_DATABASE_URL": pg_url})
+    result = mqnode("prices", "ingest", "--source", "coinbase", "--once", env={"MQNODE_DATABASE_URL": server_url})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("coinbase: ingested") and "rejected=0" in result.stdout
-    with psycopg.connect(pg_url) as conn:  # only the fake exchange is ever contacted: other venues off
+    with psycopg.connect(server_url) as conn:  # only the fake exchange is ever contacted: other venues off
         conn.execute(
             "UPDATE core.mq_price_source_registry SET enabled = false WHERE source_name NOT IN ('coinbase', 'binance')"
         )
-    every = mqnode("prices", "ingest", "--all-enabled", "--once", env={"MQNODE_DATABASE_URL": pg_url})
+    every = mqnode("prices", "ingest", "--all-enabled", "--once", env={"MQNODE_DATABASE_URL": server_url})
     assert every.returncode == 0, every.stderr
     assert "binance: skipped_remote" in every.stdout and "coinbase: ingested" in every.stdout
     assert "bitstamp" not in every.stdout
-    missing = mqnode("prices", "ingest", "--source", "kraken", "--once", env={"MQNODE_DATABASE_URL": pg_url})
+    missing = mqnode("prices", "ingest", "--source", "kraken", "--once", env={"MQNODE_DATABASE_URL": server_url})
     assert missing.returncode != 0 and "not in mq_price_source_registry" in missing.stderr
 
 

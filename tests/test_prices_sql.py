@@ -263,15 +263,15 @@ def test_composer_is_timeline_complete_against_the_backbone(db_url):
     assert prices[2][2:] == (D("108.5"), D("5425.00000000")) and prices[6][2:] == (None, None)
 
 
-def test_prices_commands(pg_url):
+def test_prices_commands(server_url):
     from tests.test_cli import mqnode
 
-    env = {"MQNODE_DATABASE_URL": pg_url}
+    env = {"MQNODE_DATABASE_URL": server_url}
     # `db upgrade` seeded the registry already; seeding again keeps it, --reset all restores the six.
     seeded = mqnode("prices", "seed", env=env)
     assert seeded.returncode == 0 and "0 row(s) written" in seeded.stdout, seeded.stderr
     assert "6 row(s) written" in mqnode("prices", "seed", "--reset", "all", env=env).stdout
-    with psycopg.connect(pg_url) as conn:
+    with psycopg.connect(server_url) as conn:
         handmade_venues(conn)
     composed = mqnode("prices", "compose", "--method", "median_filtered_v1", env=env)
     assert composed.returncode == 0, composed.stderr

@@ -105,7 +105,7 @@ def test_recorded_blocks_give_exact_block_facts(db_url, recorded_node):
     assert stored[250000]["total_fee_sat"] == stored[250000]["coinbase_out_sat"] - 25 * 100_000_000
 
 
-def test_verbosity_3_and_decode_processes_give_the_same_tables(new_pg_db):
+def test_verbosity_3_and_decode_processes_give_the_same_tables(new_server_db):
     variants = [
         IngestOptions(verbosity=2),
         IngestOptions(verbosity=3),
@@ -115,7 +115,7 @@ def test_verbosity_3_and_decode_processes_give_the_same_tables(new_pg_db):
     snapshots = []
     with SimNodeProcess("--raw-blocks", str(EARLY_CHAIN)) as node:
         for options in variants:
-            url = new_pg_db()
+            url = new_server_db()
             with psycopg.connect(url) as conn:
                 backfill(conn, node.rpc(), "full", options, show_progress=False, build_until=UNTIL)
                 snapshots.append(chain_snapshot(conn))

@@ -229,17 +229,14 @@ def test_upstream_rewrites_reach_rollups_and_metrics(db_url):
     check_rollups(db_url)
 
 
-def test_engines_agree_on_rollups_and_metrics(pg_url, ts_engine):
-    from tests.conftest import reset_engine_tables
-
-    reset_engine_tables(ts_engine.url)
+def test_engines_agree_on_rollups_and_metrics(pg_url, ts_url):
     tables = ["btc_primitive_1h", "btc_primitive_24h", "mq_btc_price_1h", "mq_btc_price_24h"] + [
         f"btc_{s}_{iv}"
         for s in ("market_cap", "nvt", "miner_revenue", "fee_metrics", "hash_rate")
         for iv in ("10m", "1h", "24h")
     ]
     snapshots = []
-    for url in (pg_url, ts_engine.url):
+    for url in (pg_url, ts_url):
         populate(url)
         with psycopg.connect(url) as conn:
             snapshots.append(

@@ -122,17 +122,17 @@ def caught_up(url: str) -> bool:
 
 
 @pytest.mark.slow
-def test_run_supervises_every_lane_end_to_end(pg_url):
+def test_run_supervises_every_lane_end_to_end(server_url):
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=4)
     api_port = free_port()
     exchange = FakeExchange()
-    configure_venues(pg_url, exchange, start)
+    configure_venues(server_url, exchange, start)
     node = SimNodeProcess(
         "--synthetic", "--start-time", start.isoformat(), "--until", "now", "--txs-per-block", "30"
     ).start()
     env = {
         **node.env(),
-        "MQNODE_DATABASE_URL": pg_url,
+        "MQNODE_DATABASE_URL": server_url,
         "MQNODE_BTC_START_HEIGHT": "840000",
         "MQNODE_API_HOST": "127.0.0.1",
         "MQNODE_API_PORT": str(api_port),
@@ -144,7 +144,7 @@ def test_run_supervises_every_lane_end_to_end(pg_url):
     api = f"http://127.0.0.1:{api_port}"
     run = RunProcess(env)
     try:
-        wait_until(lambda: caught_up(pg_url), timeout=180, interval=1)
+        wait_until(lambda: caught_up(server_url), timeout=180, interval=1)
 
         def all_lanes_alive():
             try:
@@ -168,22 +168,22 @@ def test_run_supervises_every_lane_end_to_end(pg_url):
         os.kill(victim, signal.SIGKILL)
         wait_until(lambda: run.lane_pid("metrics run") not in (None, victim), timeout=30)
         assert "lane metrics: lane exited with code -9" in run.output()
-        with psycopg.connect(pg_url) as conn:
+        with psycopg.connect(server_url) as conn:
             conn.execute("DELETE FROM core.sync_checkpoints WHERE component LIKE 'btc\\_metric\\_%\\_24h'")
-        wait_until(lambda: caught_up(pg_url), timeout=60, interval=1)
+        wait_until(lambda: caught_up(server_url), timeout=60, interval=1)
 
         assert run.terminate() == 0
         assert "all lanes stopped" in run.output() and "did not stop" not in run.output()
         closed = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=20)
-        first = snapshot(pg_url, closed)
+        first = snapshot(server_url, closed)
         assert all(first[t] for t in COMPARED), [t for t in COMPARED if not first[t]]
 
         # A second run resumes from the checkpoints; rows of closed buckets come out identical.
         run = RunProcess(env)
-        wait_until(lambda: caught_up(pg_url), timeout=120, interval=1)
+        wait_until(lambda: caught_up(server_url), timeout=120, interval=1)
         wait_until(all_lanes_alive, timeout=60, interval=1)
         assert run.terminate() == 0
-        assert snapshot(pg_url, closed) == first
+        assert snapshot(server_url, closed) == first
     finally:
         if run.proc.poll() is None:
             run.proc.kill()
