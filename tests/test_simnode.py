@@ -1,8 +1,12 @@
-"""sim-node: the block decoder against Bitcoin Core's recorded JSON, the served chain, reorgs, synthetic blocks."""
+"""sim-node: the block decoder against Bitcoin Core's recorded JSON, the served chain, reorgs, synthetic blocks,
+the network it reports, and its JSON-RPC answers against the real bitcoind's recorded ones."""
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,8 +14,9 @@ import pytest
 
 from app.simnode.chain import SimChain
 from app.simnode.rawblock import parse_block
+from app.simnode.server import SimNodeServer, build_chain, build_parser
 from app.simnode.synthetic import subsidy_sat
-from tests.simnode_proc import EARLY_CHAIN, FIXTURES
+from tests.simnode_proc import EARLY_CHAIN, FIXTURES, RPC_PASSWORD, RPC_USER
 
 JS_BLOCKS = FIXTURES / "js-bitcoin-block"
 SAT = Decimal(100_000_000)
@@ -154,3 +159,82 @@ def test_admin_failures_and_auth(early_node):
     with pytest.raises(RpcError):
         rpc.get_block_count()
     assert rpc.get_block_count() == 438
+
+
+# ---- the JSON-RPC framing, against Bitcoin Core's recorded answers ----------------------------
+CORE_ANSWERS = json.loads((FIXTURES / "bitcoin-core-rpc" / "answers.json").read_text())
+HASH = re.compile(r'"[0-9a-f]{64}"')
+
+
+@pytest.fixture(scope="module")
+def core_shaped_node():
+    """sim-node serving what the recording node held: regtest's genesis block (raw) and 3 blocks on it."""
+    chain = SimChain(txs_per_block=3, network="regtest")
+    chain.add_raw(bytes.fromhex(CORE_ANSWERS["regtest_genesis_hex"]))
+    chain.add_synthetic(3)
+    server = SimNodeServer(chain, rpc_user=RPC_USER, rpc_password=RPC_PASSWORD).start()
+    yield server
+    server.stop()
+
+
+def _send(port: int, case: dict) -> tuple[int, str | None, str]:
+    options = case["http"]
+    credentials = "wrong:wrong" if options.get("auth") == "wrong" else f"{RPC_USER}:{RPC_PASSWORD}"
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(
+            options.get("method", "POST"),
+            options.get("path", "/"),
+            case["request"].encode(),
+            {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()},
+        )
+        response = conn.getresponse()
+        return response.status, response.getheader("Content-Type"), response.read().decode()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("case", CORE_ANSWERS["cases"], ids=lambda c: c["name"])
+def test_answers_exactly_as_bitcoin_core(core_shaped_node, case):
+    """Status, Content-Type and body bytes as the real bitcoind answered (block hashes masked: the
+    non-genesis blocks differ). JSON-RPC 1.x and 2.0 singles, notifications, batches with mixed and
+    failed items, malformed requests, HTTP-level refusals."""
+    status, content_type, body = _send(core_shaped_node.port, case)
+    assert (status, content_type) == (case["status"], case["content_type"]), body
+    if case["compare"] == "help":  # a wrong parameter count answers Core's whole help text; ours is its start
+        ours, core = json.loads(body), json.loads(case["body"])
+        assert core["error"]["message"].startswith(ours["error"]["message"]) and len(ours["error"]["message"]) > 20
+        assert {**ours, "error": ours["error"]["code"]} == {**core, "error": core["error"]["code"]}
+    else:
+        assert HASH.sub('"<hash>"', body) == HASH.sub('"<hash>"', case["body"])
+
+
+def test_recorded_answers_are_real_core_answers():
+    assert CORE_ANSWERS["bitcoind"]["subversion"].startswith("/Satoshi:")
+    by_name = {c["name"]: c for c in CORE_ANSWERS["cases"]}
+    assert json.loads(by_name["v2_ok"]["body"]).keys() == {"jsonrpc", "result", "id"}  # no "error" on success
+    assert (by_name["v2_error"]["status"], by_name["v1_error"]["status"]) == (200, 500)
+
+
+def test_network_and_its_halving_interval():
+    chain = SimChain(txs_per_block=4, network="regtest")
+    chain.add_synthetic(152, 0)
+    assert chain.blockchain_info()["chain"] == "regtest"
+    for height, subsidy in ((149, 50 * SAT), (150, 25 * SAT), (151, 25 * SAT)):
+        block = json.loads(chain.block_json(chain.by_height[height].hash, 2), parse_float=Decimal)
+        fees = sum(tx["fee"] for tx in block["tx"][1:])
+        assert sum(v["value"] for v in block["tx"][0]["vout"]) == subsidy / SAT + fees
+    assert subsidy_sat(150, 150) == subsidy_sat(0, 150) // 2 and subsidy_sat(150) == subsidy_sat(0)
+    assert SimChain().network == "main"
+    with pytest.raises(ValueError, match="unknown network"):
+        SimChain(network="mainnet")
+
+
+def test_chain_option_names_the_network():
+    args = build_parser().parse_args(["--synthetic", "--chain", "regtest", "--count", "3", "--start-height", "0"])
+    assert build_chain(args).blockchain_info()["chain"] == "regtest"
+    assert build_chain(build_parser().parse_args(["--synthetic", "--count", "1"])).network == "main"
+
+
+def test_recorded_mainnet_chain_reports_main(early_node):
+    assert early_node.rpc().call("getblockchaininfo")["chain"] == "main"

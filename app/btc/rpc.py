@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from bitcoinrpc.authproxy import AuthServiceProxy, JSONRPCException
+from bitcoinrpc.authproxy import USER_AGENT, AuthServiceProxy, EncodeDecimal, JSONRPCException
 
 from app.settings import Settings
 
@@ -34,13 +34,114 @@ RETRYABLE_PROXY_CODES = (-342, -343)  # non-JSON HTTP answer (e.g. 502 from a pr
 TRANSPORT_ERRORS = (OSError, socket.timeout, http.client.HTTPException, ConnectionError)
 
 
-class _QuietAuthServiceProxy(AuthServiceProxy):
-    """AuthServiceProxy without its eager debug dump.
+class BatchItemError(JSONRPCException):
+    """One call inside a JSON-RPC batch failed: Core's error object for it, and which call it was."""
 
-    python-bitcoinrpc 1.0 formats ``json.dumps(result)`` for a DEBUG log line on every successful call,
-    whether or not DEBUG is enabled: for a 2,500-transaction getblock that re-serialisation costs twice
-    the JSON decoding itself. This subclass reads responses exactly as the library does, minus that line.
+    def __init__(self, error: Any, index: int, count: int, method: str, params: Sequence[Any]):
+        error = error if isinstance(error, dict) else {"message": str(error)}
+        code = error.get("code") if isinstance(error.get("code"), int) else -1
+        reason = error.get("message") or str(error)
+        where = f"item {index + 1} of {count} in the batch, params {json.dumps(list(params), default=EncodeDecimal)}"
+        super().__init__({"code": code, "message": f"{where}: {reason}"})
+        self.method = method
+        self.index = index
+        self.params = list(params)
+        self.reason = reason
+
+
+def _reply_result(reply: Any, what: Callable[[], str]) -> Any:
+    """The result of one JSON-RPC reply object, in either of the shapes Bitcoin Core answers.
+
+    JSON-RPC 1.x (Core's answer to requests without ``"jsonrpc": "2.0"``) carries both ``result`` and
+    ``error``, one of them null; JSON-RPC 2.0 (Core 28+ for 2.0 requests) carries exactly one of them.
+    A non-null ``error`` raises JSONRPCException with Core's code and message.
     """
+    if not isinstance(reply, dict):
+        raise JSONRPCException({"code": -343, "message": f"{what()}: reply is not a JSON object: {reply!r:.200}"})
+    error = reply.get("error")
+    if error is not None:
+        if not (isinstance(error, dict) and isinstance(error.get("code"), int)):
+            error = {"code": -1, "message": str(error)}
+        raise JSONRPCException(error)
+    if "result" not in reply:
+        raise JSONRPCException({"code": -343, "message": f"{what()}: missing JSON-RPC result"})
+    return reply["result"]
+
+
+class _QuietAuthServiceProxy(AuthServiceProxy):
+    """AuthServiceProxy that reads Bitcoin Core's answers in both JSON-RPC shapes, without the debug dump.
+
+    - Single calls are sent as python-bitcoinrpc 1.0 sends them (``"version": "1.1"``, no ``jsonrpc``), so
+      Core answers JSON-RPC 1.x style: ``result`` and ``error`` (one null), HTTP 500/404 on errors. The
+      reply is read by :func:`_reply_result`, which also accepts a 2.0-style reply.
+    - ``batch_`` sends JSON-RPC 2.0 items. Core 28+ answers each item 2.0 style: ``result`` OR ``error``,
+      never both, HTTP 200 even when items failed. python-bitcoinrpc 1.0 reads ``response['error']`` and
+      fails with KeyError on every successful item; here each item is matched to its call by ``id`` and
+      a failed item raises :class:`BatchItemError` naming the call (e.g. getblockhash above the tip, -8).
+    - python-bitcoinrpc formats ``json.dumps(result)`` for a DEBUG log line on every successful call,
+      whether or not DEBUG is enabled: for a 2,500-transaction getblock that re-serialisation costs twice
+      the JSON decoding itself. Nothing here does.
+    """
+
+    _next_id = 0
+    _id_lock = threading.Lock()
+
+    @classmethod
+    def _new_ids(cls, count: int = 1) -> range:
+        """Request ids unique in this process (a batch matches replies to calls by them)."""
+        with _QuietAuthServiceProxy._id_lock:
+            first = _QuietAuthServiceProxy._next_id + 1
+            _QuietAuthServiceProxy._next_id += count
+        return range(first, first + count)
+
+    def _post(self, body: str) -> Any:
+        url = self._AuthServiceProxy__url
+        conn = self._AuthServiceProxy__conn
+        conn.request(
+            "POST",
+            url.path,
+            body,
+            {
+                "Host": url.hostname,
+                "User-Agent": USER_AGENT,
+                "Authorization": self._AuthServiceProxy__auth_header,
+                "Content-type": "application/json",
+            },
+        )
+        conn.sock.settimeout(self._AuthServiceProxy__timeout)
+        return self._get_response()
+
+    def __call__(self, *args: Any) -> Any:
+        method = self._AuthServiceProxy__service_name
+        request = {"version": "1.1", "method": method, "params": args, "id": self._new_ids()[0]}
+        reply = self._post(json.dumps(request, default=EncodeDecimal))
+        return _reply_result(reply, lambda: str(method))
+
+    def batch_(self, rpc_calls: Sequence[Sequence[Any]]) -> list[Any]:
+        """Results of ``[[method, *params], ...]`` in call order; the first failed item raises BatchItemError."""
+        calls = [(str(call[0]), list(call[1:])) for call in rpc_calls]
+        if not calls:
+            return []
+        ids = self._new_ids(len(calls))
+        body = [{"jsonrpc": "2.0", "method": m, "params": p, "id": i} for (m, p), i in zip(calls, ids, strict=True)]
+        replies = self._post(json.dumps(body, default=EncodeDecimal))
+        if isinstance(replies, dict):  # the request as a whole was refused: one error object, not a list
+            _reply_result(replies, lambda: f"batch of {len(calls)} {calls[0][0]}")
+            raise JSONRPCException({"code": -343, "message": f"batch of {len(calls)}: answered with one object"})
+        if not isinstance(replies, list):
+            raise JSONRPCException({"code": -343, "message": f"batch of {len(calls)}: reply is not a JSON array"})
+        by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
+        results = []
+        for index, ((method, params), request_id) in enumerate(zip(calls, ids, strict=True)):
+            reply = by_id.get(request_id)
+            if reply is None:
+                raise JSONRPCException(
+                    {"code": -343, "message": f"batch item {index + 1} of {len(calls)}: {method}: no reply with its id"}
+                )
+            if reply.get("error") is not None:
+                raise BatchItemError(reply["error"], index, len(calls), method, params)
+            results.append(_reply_result(reply, lambda m=method: m))
+        return results
 
     def _get_response(self) -> Any:
         http_response = self._AuthServiceProxy__conn.getresponse()
@@ -48,6 +149,7 @@ class _QuietAuthServiceProxy(AuthServiceProxy):
             raise JSONRPCException({"code": -342, "message": "missing HTTP response from server"})
         if http_response.getheader("Content-Type") != "application/json":
             status = f"{http_response.status} {http_response.reason}"
+            http_response.read()  # keep the connection usable
             raise JSONRPCException({"code": -342, "message": f"non-JSON HTTP response with '{status}' from server"})
         return json.loads(http_response.read().decode("utf8"), parse_float=decimal.Decimal)
 
@@ -123,6 +225,7 @@ class BitcoinRpc:
         self.config = config
         self._local = threading.local()
         self._sleep = sleep
+        self._chain: str | None = None
 
     def _proxy(self) -> _QuietAuthServiceProxy:
         proxy = getattr(self._local, "proxy", None)
@@ -168,10 +271,23 @@ class BitcoinRpc:
         return self._with_retries(method, lambda proxy: self._method(proxy, method)(*params))
 
     def batch(self, method: str, params_list: Sequence[Sequence[Any]]) -> list[Any]:
-        """One JSON-RPC batch of the same method, results in request order."""
+        """One JSON-RPC batch of the same method, results in request order.
+
+        A failed item (Core's error object inside the batch) raises RpcError naming the item and its
+        params, with Core's code; only Core's warm-up code is retried.
+        """
         if not params_list:
             return []
         return self._with_retries(method, lambda proxy: proxy.batch_([[method, *p] for p in params_list]))
+
+    def chain(self) -> str:
+        """The node's network as getblockchaininfo names it (main, test, testnet4, signet, regtest).
+
+        Asked once per client: a node does not change networks while it runs.
+        """
+        if self._chain is None:
+            self._chain = str(self.call("getblockchaininfo")["chain"])
+        return self._chain
 
     def get_block_count(self) -> int:
         return int(self.call("getblockcount"))

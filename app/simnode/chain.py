@@ -165,7 +165,11 @@ def raw_tx_json(tx, fee: int | None, prevouts: list[dict] | None, verbosity: int
 class SimChain:
     """The node's block store. All public methods are safe to call from several threads."""
 
-    def __init__(self, seed: int = 1, txs_per_block: int = 2500, cache_blocks: int = 256):
+    def __init__(self, seed: int = 1, txs_per_block: int = 2500, cache_blocks: int = 256, network: str = "main"):
+        if network not in synthetic.HALVING_INTERVAL:
+            raise ValueError(f"unknown network {network!r}: one of {', '.join(synthetic.HALVING_INTERVAL)}")
+        self.network = network  # getblockchaininfo.chain; synthetic blocks follow its subsidy schedule
+        self.halving_interval = synthetic.HALVING_INTERVAL[network]
         self.seed = seed
         self.txs_per_block = txs_per_block
         self.by_height: dict[int, SimBlock] = {}
@@ -365,7 +369,7 @@ class SimChain:
             block_time = start_time if start_time is not None else synthetic.DEFAULT_START_TIME
             bits = synthetic.DEFAULT_BITS
             prev_hash = None if height == 0 else display_hash(dsha256(f"parent-of:{key}".encode()))
-        body = synthetic.generate_body(key, height, n_tx)
+        body = synthetic.generate_body(key, height, n_tx, self.halving_interval)
         merkle = synthetic.body_merkle_root(body)
         nonce = int.from_bytes(dsha256(key.encode())[:4], "little")
         block = SimBlock(
@@ -493,7 +497,8 @@ class SimChain:
             ]
         else:
             key, n_tx = block.payload
-            txs = synthetic.render_txs(synthetic.generate_body(key, block.height, n_tx), verbosity)
+            body = synthetic.generate_body(key, block.height, n_tx, self.halving_interval)
+            txs = synthetic.render_txs(body, verbosity)
         ordered = {
             k: result[k]
             for k in (
@@ -531,7 +536,9 @@ class SimChain:
                 raise RpcFailure(-1, "raw block data not recorded for this block")
             return hex_file.read_text().strip()
         key, n_tx = block.payload
-        return synthetic.raw_block_hex(block.header_hex(), synthetic.generate_body(key, block.height, n_tx))
+        return synthetic.raw_block_hex(
+            block.header_hex(), synthetic.generate_body(key, block.height, n_tx, self.halving_interval)
+        )
 
     def blockchain_info(self) -> dict[str, Any]:
         with self.lock:
@@ -540,7 +547,7 @@ class SimChain:
                 b.time for b in (self.by_height.get(h) for h in range(tip.height - 10, tip.height + 1)) if b is not None
             )
             return {
-                "chain": "main",
+                "chain": self.network,
                 "blocks": tip.height,
                 "headers": tip.height,
                 "bestblockhash": tip.hash,

@@ -11,16 +11,13 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from app.simnode.chain import RpcFailure, SimChain, dumps
-
-RPC_METHOD_NOT_FOUND = -32601
-RPC_PARSE_ERROR = -32700
-RPC_INVALID_PARAMETER = -8
+from app.simnode.protocol import RPC_INVALID_PARAMETER, RPC_METHOD_NOT_FOUND, Arg, Method, answer, bind, parse_hash
+from app.simnode.synthetic import HALVING_INTERVAL
 
 
 class SimNodeServer:
@@ -95,58 +92,99 @@ class SimNodeServer:
             return False
 
     # ---- RPC methods -------------------------------------------------------------------------
-    def dispatch(self, method: str, params: list[Any]) -> str | bytes:
-        """The JSON text of the result of one call (raises RpcFailure); getblock answers cached bytes."""
+    def dispatch(self, method: str, params: list[Any] | dict[str, Any]) -> bytes:
+        """The JSON text of the result of one call (raises RpcFailure as Core would); getblock is cached."""
+        spec = METHODS.get(method)
+        if spec is None:
+            raise RpcFailure(RPC_METHOD_NOT_FOUND, "Method not found")
+        args = bind(spec, params)
         chain = self.chain
         if method == "getblock":
-            block_hash = _param(params, 0, str)
-            verbosity = params[1] if len(params) > 1 else 1
-            if isinstance(verbosity, bool):
-                verbosity = int(verbosity)
-            return chain.block_json(block_hash, verbosity)
+            block_hash, verbosity = parse_hash(args[0], "blockhash"), args[1]
+            return chain.block_json(block_hash, min(max(verbosity, 0), 3))  # Core: <= 0 hex, >= 3 with prevouts
         if method == "getblockhash":
-            height = _param(params, 0, int)
+            height = args[0]
             with chain.lock:
                 block = chain.by_height.get(height)
                 if height < 0 or block is None:
                     raise RpcFailure(RPC_INVALID_PARAMETER, "Block height out of range")
-                return json.dumps(block.hash)
-        if method == "getblockcount":
-            return json.dumps(chain.tip_height)
-        if method == "getbestblockhash":
-            return json.dumps(chain.tip.hash)
-        if method == "getblockchaininfo":
-            return dumps(chain.blockchain_info())
+                return json.dumps(block.hash).encode()
         if method == "getblockheader":
-            verbose = params[1] if len(params) > 1 else True
-            return dumps(chain.block_header(_param(params, 0, str), bool(verbose)))
+            return dumps(chain.block_header(parse_hash(args[0], "blockhash"), args[1])).encode()
+        if method == "getblockcount":
+            return json.dumps(chain.tip_height).encode()
+        if method == "getbestblockhash":
+            return json.dumps(chain.tip.hash).encode()
+        if method == "getblockchaininfo":
+            return dumps(chain.blockchain_info()).encode()
         if method == "simmine":
-            return json.dumps(chain.mine(int(params[0]) if params else 1))
+            return json.dumps(chain.mine(args[0])).encode()
         if method == "simreorg":
-            depth = _param(params, 0, int)
-            extra = int(params[1]) if len(params) > 1 else 1
-            return json.dumps(chain.reorg(depth, extra))
+            return json.dumps(chain.reorg(args[0], args[1])).encode()
         if method == "simsetfail":
             with self._fail_lock:
-                self.fail_next = _param(params, 0, int)
-            return "null"
-        if method == "simstatus":
-            with chain.lock:
-                return json.dumps(
-                    {"tip_height": chain.tip_height, "tip_hash": chain.tip.hash, "blocks": len(chain.by_height)}
-                )
-        raise RpcFailure(RPC_METHOD_NOT_FOUND, "Method not found")
+                self.fail_next = args[0]
+            return b"null"
+        with chain.lock:  # simstatus
+            return json.dumps(
+                {"tip_height": chain.tip_height, "tip_hash": chain.tip.hash, "blocks": len(chain.by_height)}
+            ).encode()
 
 
-def _param(params: list[Any], index: int, kind: type) -> Any:
-    if len(params) <= index:
-        raise RpcFailure(-1, f"missing parameter {index + 1}")
-    value = params[index]
-    if kind is int and isinstance(value, Decimal) and value == int(value):
-        value = int(value)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise RpcFailure(-3, f"Expected type {kind.__name__}, got {type(value).__name__}")
-    return value
+# Core's methods that sim-node serves (help: the first lines of Core's `help <method>`), then its own.
+METHODS = {
+    "getblock": Method(
+        'getblock "blockhash" ( verbosity )\n\n'
+        "If verbosity is 0, returns a string that is serialized, hex-encoded data for block 'hash'.\n"
+        "If verbosity is 1, returns an Object with information about block <hash>.",
+        (Arg("blockhash", "string"), Arg("verbosity|verbose", "verbosity", optional=True, default=1)),
+    ),
+    "getblockhash": Method(
+        "getblockhash height\n\nReturns hash of block in best-block-chain at height provided.",
+        (Arg("height", "int"),),
+    ),
+    "getblockheader": Method(
+        'getblockheader "blockhash" ( verbose )\n\n'
+        "If verbose is false, returns a string that is serialized, hex-encoded data for blockheader 'hash'.\n"
+        "If verbose is true, returns an Object with information about blockheader <hash>.",
+        (Arg("blockhash", "string"), Arg("verbose", "bool", optional=True, default=True)),
+    ),
+    "getblockcount": Method(
+        "getblockcount\n\nReturns the height of the most-work fully-validated chain.\nThe genesis block has height 0."
+    ),
+    "getbestblockhash": Method(
+        "getbestblockhash\n\nReturns the hash of the best (tip) block in the most-work fully-validated chain."
+    ),
+    "getblockchaininfo": Method(
+        "getblockchaininfo\n\nReturns an object containing various state info regarding blockchain processing."
+    ),
+    "simmine": Method(
+        "simmine ( nblocks )\n\nsim-node: mine synthetic blocks on the tip.",
+        (Arg("nblocks", "int", optional=True, default=1),),
+    ),
+    "simreorg": Method(
+        "simreorg depth ( extra )\n\nsim-node: replace the top depth blocks by depth + extra new ones.",
+        (Arg("depth", "int"), Arg("extra", "int", optional=True, default=1)),
+    ),
+    "simsetfail": Method(
+        "simsetfail count\n\nsim-node: answer the next count non-sim requests with HTTP 500 text/html.",
+        (Arg("count", "int"),),
+    ),
+    "simstatus": Method("simstatus\n\nsim-node: tip height, tip hash, block count."),
+}
+
+
+def _on_rpc_path(path: str) -> bool:
+    return path == "/" or path.startswith("/wallet/")  # Core's two JSON-RPC handlers
+
+
+def _is_admin(raw: bytes) -> bool:
+    """A single sim* call (the tests' controls), which injected failures never hit."""
+    try:
+        request = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(request, dict) and str(request.get("method", "")).startswith("sim")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -156,58 +194,47 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
         return
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+    def _send(self, status: int, body: bytes | None, content_type: str = "application/json") -> None:
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if body is not None:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body or b"")))
         self.end_headers()
-        self.wfile.write(body)
+        if body:
+            self.wfile.write(body)
+
+    def _refuse(self, status: int, text: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        """Core's HTTP-level refusals (from libevent): text/html; charset=ISO-8859-1, empty or a short text."""
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "text/html; charset=ISO-8859-1")
+        self.send_header("Content-Length", str(len(text)))
+        self.end_headers()
+        self.wfile.write(text)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if not _on_rpc_path(self.path):
+            self._refuse(404)
+        elif not self.node.authorized(self.headers.get("Authorization")):
+            self._refuse(401, headers={"WWW-Authenticate": 'Basic realm="jsonrpc"'})
+        else:
+            self._refuse(405, b"JSONRPC server handles only POST requests")
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        if not _on_rpc_path(self.path):
+            self._refuse(404)
+            return
         if not self.node.authorized(self.headers.get("Authorization")):
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="jsonrpc"')
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self._refuse(401, headers={"WWW-Authenticate": 'Basic realm="jsonrpc"'})
             return
-        try:
-            request = json.loads(raw, parse_float=Decimal)
-        except ValueError:
-            self._send(500, _error_body(None, RPC_PARSE_ERROR, "Parse error"))
-            return
-        is_admin = isinstance(request, dict) and str(request.get("method", "")).startswith("sim")
-        if not is_admin and self.node.take_failure():  # simsetfail: answer like a broken proxy in front of Core
+        if not _is_admin(raw) and self.node.take_failure():  # simsetfail: a broken proxy in front of Core
             self._send(500, b"<html>sim-node: injected failure</html>", "text/html")
             return
-        if isinstance(request, list):
-            parts = [self._answer(item)[1] for item in request]
-            self._send(200, b"[" + b",".join(parts) + b"]")
-            return
-        status, body = self._answer(request)
+        status, body = answer(raw, self.node.dispatch)
         self._send(status, body)
-
-    def _answer(self, request: Any) -> tuple[int, bytes]:
-        if not isinstance(request, dict) or not isinstance(request.get("method"), str):
-            return 500, _error_body(None, -32600, "Invalid Request object")
-        request_id = request.get("id")
-        params = request.get("params") or []
-        if not isinstance(params, list):
-            return 500, _error_body(request_id, -32600, "Params must be an array")
-        try:
-            result = self.node.dispatch(request["method"], params)
-        except RpcFailure as failure:
-            status = 404 if failure.code == RPC_METHOD_NOT_FOUND else 500
-            return status, _error_body(request_id, failure.code, failure.message)
-        if isinstance(result, str):
-            result = result.encode()
-        return 200, b'{"result":' + result + b',"error":null,"id":' + json.dumps(request_id).encode() + b"}"
-
-
-def _error_body(request_id: Any, code: int, message: str) -> bytes:
-    return json.dumps({"result": None, "error": {"code": code, "message": message}, "id": request_id}).encode()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE[@HEIGHT]",
         help="blk*.dat-framed or single raw blocks; repeatable",
     )
+    parser.add_argument(
+        "--chain",
+        default="main",
+        choices=sorted(HALVING_INTERVAL),
+        help="the network getblockchaininfo reports (main: recorded and raw mainnet blocks); synthetic blocks"
+        " follow its subsidy halving interval (regtest: 150 blocks)",
+    )
     parser.add_argument("--synthetic", action="store_true", help="generate --count synthetic blocks")
     parser.add_argument("--start-height", type=int, default=840_000)
     parser.add_argument("--start-time", help="ISO time of the first synthetic block without a parent")
@@ -253,7 +287,9 @@ def _iso_seconds(text: str) -> int:
 
 
 def build_chain(args: argparse.Namespace) -> SimChain:
-    chain = SimChain(seed=args.seed, txs_per_block=args.txs_per_block, cache_blocks=args.cache_blocks)
+    chain = SimChain(
+        seed=args.seed, txs_per_block=args.txs_per_block, cache_blocks=args.cache_blocks, network=args.chain
+    )
     for directory in args.blocks_dir:
         files = sorted(directory.glob("*.json"))
         if not files:

@@ -19,8 +19,12 @@ DEFAULT_BITS = 0x17034219
 WITNESS_COMMITMENT_PREFIX = bytes.fromhex("6a24aa21a9ed")
 
 
-def subsidy_sat(height: int) -> int:
-    halvings = height // 210_000
+# Blocks between subsidy halvings per network, as getblockchaininfo names it (Core's consensus params).
+HALVING_INTERVAL = {"main": 210_000, "test": 210_000, "testnet4": 210_000, "signet": 210_000, "regtest": 150}
+
+
+def subsidy_sat(height: int, halving_interval: int = HALVING_INTERVAL["main"]) -> int:
+    halvings = height // halving_interval
     return 0 if halvings >= 64 else 5_000_000_000 >> halvings
 
 
@@ -64,7 +68,7 @@ def block_spacing(key: str) -> int:
     return 1 + int(random.Random(f"{key}:spacing").expovariate(1 / 600))
 
 
-def generate_body(key: str, height: int, n_tx: int) -> Body:
+def generate_body(key: str, height: int, n_tx: int, halving_interval: int = HALVING_INTERVAL["main"]) -> Body:
     rng = random.Random(key)
     n_tx = max(1, n_tx + rng.randint(-n_tx // 10, n_tx // 10))
     txs: list[SynthTx] = []
@@ -118,7 +122,7 @@ def generate_body(key: str, height: int, n_tx: int) -> Body:
         total_fee += fee
 
     coinbase_script = bytes([3]) + (height & 0xFFFFFF).to_bytes(3, "little") + rng.randbytes(8)
-    reward = subsidy_sat(height) + total_fee
+    reward = subsidy_sat(height, halving_interval) + total_fee
     cb_outputs = ((reward, _script(rng, 0)), (0, WITNESS_COMMITMENT_PREFIX + rng.randbytes(32)))
     cb_out_bytes = sum(9 + len(s) for _, s in cb_outputs)
     cb_base = 4 + 1 + 36 + 1 + len(coinbase_script) + 4 + 1 + cb_out_bytes + 4
