@@ -66,6 +66,18 @@ def raw_checkpoint(conn: psycopg.Connection) -> int | None:
     return None if row is None else row[0]
 
 
+def record_chain(conn: psycopg.Connection, rpc: BitcoinRpc) -> str:
+    """Record the node's network (getblockchaininfo.chain) in core.chain_params before blocks are written.
+
+    The SQL derives the chain's parameters (the halving interval) from it; a database holding blocks of
+    another chain refuses (SQLSTATE MQ003, naming both) instead of mixing chains.
+    """
+    chain = rpc.chain()
+    with conn.transaction():
+        conn.execute("SELECT core.set_chain(%s)", (chain,))
+    return chain
+
+
 def record_error(conn: psycopg.Connection, component: tuple[str, str, str], message: str) -> None:
     """Mark a checkpoint as failed (own transaction; the failed one is rolled back first)."""
     conn.rollback()
@@ -103,6 +115,7 @@ def ingest_range(
     result = IngestResult()
     if end < start:
         return result
+    record_chain(conn, rpc)  # every loader (listen, backfill, reconcile) writes blocks through here
     batch: list[MappedBlock] = []
     batch_tx = 0
 

@@ -12,16 +12,88 @@ AS $$
 $$;
 COMMENT ON FUNCTION core.bucket_10m(timestamptz) IS '10-minute bucket start of a timestamp (UTC, aligned to :00, :10, ...).';
 
--- core.btc_max_subsidy_sat: the largest coinbase subsidy consensus allows at a height:
--- 50 BTC halved every 210,000 blocks, 0 from the 64th halving on. Pure.
+-- core.btc_halving_interval: blocks between subsidy halvings on a network named as Bitcoin Core's
+-- getblockchaininfo.chain names it (Core's consensus parameters): 150 on regtest, 210,000 on main, test,
+-- testnet4 and signet. The one place the interval is decided. An unknown name raises SQLSTATE MQ002. Pure.
+CREATE OR REPLACE FUNCTION core.btc_halving_interval(p_chain text)
+RETURNS integer
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF p_chain IN ('main', 'test', 'testnet4', 'signet') THEN
+        RETURN 210000;
+    ELSIF p_chain = 'regtest' THEN
+        RETURN 150;
+    END IF;
+    RAISE EXCEPTION 'unknown chain %: expected one of main, test, testnet4, signet, regtest', quote_nullable(p_chain)
+        USING ERRCODE = 'MQ002';
+END
+$$;
+COMMENT ON FUNCTION core.btc_halving_interval(text) IS 'Halving interval in blocks of a network (by Core''s name).';
+
+-- core.set_chain: record the network the loader syncs from (called when it starts syncing, before it
+-- writes blocks). The same chain again: nothing changes. Another chain while the database holds blocks
+-- (raw, per-block or 10m rows; with no chain recorded they are mainnet's): SQLSTATE MQ003 naming both,
+-- nothing is written. With no blocks stored the record is replaced. Returns the chain.
+CREATE OR REPLACE FUNCTION core.set_chain(p_chain text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_interval integer := core.btc_halving_interval(p_chain);
+    v_stored text;
+BEGIN
+    LOCK TABLE core.chain_params IN SHARE ROW EXCLUSIVE MODE;  -- two loaders starting at once: one decides
+    SELECT cp.chain INTO v_stored FROM core.chain_params AS cp;
+    IF v_stored = p_chain THEN
+        RETURN p_chain;
+    END IF;
+    IF coalesce(v_stored, 'main') <> p_chain
+        AND (
+            EXISTS (SELECT 1 FROM raw.btc_blocks_raw)
+            OR EXISTS (SELECT 1 FROM core.btc_primitive_block)
+            OR EXISTS (SELECT 1 FROM core.btc_primitive_10m)
+        ) THEN
+        RAISE EXCEPTION 'the database holds blocks of chain % but the node is on chain %',
+            coalesce(v_stored, 'main (no chain recorded)'), p_chain
+            USING ERRCODE = 'MQ003',
+            HINT = 'point MQNODE_BTC_RPC_URL at a node of the stored chain, or use a new database for this one';
+    END IF;
+    INSERT INTO core.chain_params AS cp (singleton, chain, halving_interval_blocks, recorded_at)
+    VALUES (true, p_chain, v_interval, clock_timestamp())
+    ON CONFLICT (singleton) DO UPDATE
+    SET chain = excluded.chain,
+        halving_interval_blocks = excluded.halving_interval_blocks,
+        recorded_at = excluded.recorded_at;
+    RETURN p_chain;
+END
+$$;
+
+-- core.btc_halving_epoch: how many halvings precede a height on the recorded chain (mainnet when none
+-- is recorded): height / its halving interval. Stable (reads core.chain_params).
+CREATE OR REPLACE FUNCTION core.btc_halving_epoch(p_height bigint)
+RETURNS integer
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT (
+        p_height / coalesce(
+            (SELECT cp.halving_interval_blocks FROM core.chain_params AS cp), core.btc_halving_interval('main')
+        )
+    )::integer
+$$;
+COMMENT ON FUNCTION core.btc_halving_epoch(bigint) IS 'Halvings before a height on the recorded chain.';
+
+-- core.btc_max_subsidy_sat: the largest coinbase subsidy consensus allows at a height on the recorded
+-- chain: 50 BTC halved every halving interval, 0 from the 64th halving on. Stable.
 CREATE OR REPLACE FUNCTION core.btc_max_subsidy_sat(p_height bigint)
 RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT CASE
-        WHEN p_height / 210000 >= 64 THEN 0::bigint
-        ELSE 5000000000::bigint >> (p_height / 210000)::integer
+        WHEN e.epoch >= 64 THEN 0::bigint
+        ELSE 5000000000::bigint >> e.epoch
     END
+    FROM (SELECT core.btc_halving_epoch(p_height) AS epoch) AS e
 $$;
 COMMENT ON FUNCTION core.btc_max_subsidy_sat(bigint) IS 'Maximum block subsidy in satoshis at a height.';
 

@@ -291,7 +291,7 @@ BEGIN
         s.difficulty,
         s.chainwork,
         s.height,
-        (s.height / 210000)::integer,
+        core.btc_halving_epoch(s.height),
         CASE WHEN f.interval_n > 0 THEN round(f.interval_total_sec::numeric / f.interval_n, 8) END,
         f.median_sec,
         CASE WHEN f.non_coinbase_tx_count > 0 THEN round(f.fee_sat::numeric / f.non_coinbase_tx_count, 8) END,
