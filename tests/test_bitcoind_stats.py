@@ -60,10 +60,10 @@ pytestmark = pytest.mark.timeout(1200)
 
 
 def run_backfill(node: BitcoinNode, db_url: str, verbosity: int, *args: str) -> subprocess.CompletedProcess:
-    """`mqnode btc backfill --mode full --start-height 1` as a user runs it, against the node's cookie.
+    """`mqnode btc backfill --mode full --start-height 1 [args]` as a user runs it, through the node's cookie.
 
     Height 1 on: the regtest genesis is from 2011, and a timeline from there to now would be 15 years
-    of empty 10m buckets (the genesis block counts in no flow anyway).
+    of empty 10m buckets (the genesis block counts in no flow anyway). Later arguments win.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("MQNODE_")}
     env.update(node.mqnode_env())

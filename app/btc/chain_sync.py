@@ -14,7 +14,7 @@ from datetime import datetime
 import psycopg
 
 from app.btc.mapper import MappedBlock, map_block
-from app.btc.rpc import BitcoinRpc
+from app.btc.rpc import BitcoinRpc, RpcError
 from app.btc.writer import BlockWriter, ChainMismatchError
 from app.db import require_idle
 from app.progress import Progress
@@ -47,6 +47,34 @@ class IngestOptions:
             batch_max_tx=settings.btc_batch_max_tx,
             decode_processes=settings.btc_decode_processes,
         )
+
+
+class BlockPrunedError(RpcError):
+    """The node knows a best-chain block's header but no longer has its data (a pruned node)."""
+
+    def __init__(self, height: int, reason: str, code: int | None, prune_height: int | None):
+        keeps = f"it keeps blocks from height {prune_height} on" if prune_height is not None else "see its pruneheight"
+        super().__init__(
+            "getblock",
+            f"block {height} was pruned by the node ({reason!r}; {keeps}). MQNODE needs every block it ingests:"
+            " point MQNODE_BTC_RPC_URL at a node without -prune, or start above the pruned range"
+            " (--start-height / MQNODE_BTC_START_HEIGHT; supply is then not known)",
+            code,
+        )
+        self.height = height
+        self.prune_height = prune_height
+
+
+def _fetch_error(rpc: BitcoinRpc, exc: RpcError, height: int) -> RpcError:
+    """The error to report for a failed fetch of ``height``: Core's "Block not available (pruned data)"
+    (code -1) names neither the height nor what to do, so it becomes a BlockPrunedError."""
+    if isinstance(exc, BlockPrunedError) or "pruned" not in (exc.reason or "").lower():
+        return exc
+    try:
+        prune_height = rpc.call("getblockchaininfo").get("pruneheight")
+    except RpcError:
+        prune_height = None
+    return BlockPrunedError(height, exc.reason, exc.code, prune_height)
 
 
 @dataclass
@@ -109,7 +137,9 @@ def ingest_range(
     """Fetch and write heights start..end in batches (one transaction each).
 
     Stops early with ``mismatch_at`` set when a block does not extend the stored chain (a reorg);
-    the caller resolves it with :func:`resolve_reorg` and calls again.
+    the caller resolves it with :func:`resolve_reorg` and calls again. A block the node cannot serve
+    (RpcError; pruned: BlockPrunedError naming the height) stops it after the blocks below it are
+    written, with the error on the raw checkpoint; a later pass that writes blocks clears it.
     """
     writer = writer or BlockWriter(conn)
     result = IngestResult()
@@ -144,6 +174,7 @@ def ingest_range(
     # over for nothing (a third of the loader's time). Reference counting frees them as usual.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    next_height = start  # the height the next fetched block will have
     try:
         for mapped in blocks:
             if batch and mapped.previous_block_hash != batch[-1].block_hash:
@@ -152,16 +183,26 @@ def ingest_range(
                 return result
             batch.append(mapped)
             batch_tx += len(mapped.tx_rows)
+            next_height = mapped.height + 1
             if len(batch) >= options.batch_blocks or batch_tx >= options.batch_max_tx:
                 flush()
         flush()
     except ChainMismatchError as exc:
         log.warning("chain mismatch while writing: %s", exc)
         result.mismatch_at = batch[0].height if batch else start
+    except RpcError as exc:
+        error = _fetch_error(rpc, exc, next_height)
+        flush()  # keep what was fetched below the failing height
+        record_error(conn, RAW_COMPONENT, f"{type(error).__name__}: {error}")
+        if error is exc:
+            raise
+        raise error from exc
     finally:
         blocks.close()
         if gc_was_enabled:
             gc.enable()
+    if result.blocks:
+        clear_error(conn, RAW_COMPONENT)
     return result
 
 
