@@ -1,4 +1,5 @@
-"""GET /health (liveness that touches the database) and GET /api/v1/btc/health (the api.btc_health row)."""
+"""GET /health (liveness that touches the database), GET /api/v1/btc/health (the api.btc_health row) and
+GET /api/v1/timescaledb/jobs (api.timescaledb_jobs)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from litestar.exceptions import ServiceUnavailableException
 from psycopg import sql
 
 from app.api.database import ReadDatabase
+from app.api.pages import Page
 
 
 class Liveness(msgspec.Struct):
@@ -21,7 +23,8 @@ class Liveness(msgspec.Struct):
 
 
 class BtcHealth(msgspec.Struct):
-    """api.btc_health: how far each stage got, lags and backlogs between stages, errors and stale lanes."""
+    """api.btc_health: how far each stage got, lags and backlogs between stages, errors, stale lanes and the
+    TimescaleDB jobs (the timescaledb_* fields are null on plain PostgreSQL, which has no jobs)."""
 
     node_tip: int | None
     node_tip_seen_at: datetime | None
@@ -41,11 +44,17 @@ class BtcHealth(msgspec.Struct):
     lanes: list[dict[str, Any]]
     stale_lanes: list[str]
     status: str
+    timescaledb_jobs_total: int | None
+    timescaledb_jobs_failing: int | None
+    timescaledb_jobs_stale: int | None
+    timescaledb_job_problems: list[dict[str, Any]] | None
 
 
 HEALTH_QUERY = sql.SQL("SELECT {columns} FROM api.btc_health").format(
     columns=sql.SQL(", ").join(sql.Identifier(name) for name in BtcHealth.__struct_fields__)
 )
+
+JOBS_QUERY = "SELECT * FROM api.timescaledb_jobs ORDER BY job_id"
 
 
 async def read_health(reads: ReadDatabase) -> BtcHealth:
@@ -65,5 +74,12 @@ class HealthController(Controller):
 
     @get("/api/v1/btc/health", raises=[ServiceUnavailableException])
     async def btc_health(self, state: State) -> BtcHealth:
-        """The api.btc_health row: node tip, stage heights and buckets, lags, checkpoints in error, lanes."""
+        """The api.btc_health row: node tip, stage heights and buckets, lags, checkpoints in error, lanes, and
+        the TimescaleDB jobs failing or stale (null on plain PostgreSQL)."""
         return await read_health(state.reads)
+
+    @get("/api/v1/timescaledb/jobs", raises=[ServiceUnavailableException])
+    async def timescaledb_jobs(self, state: State) -> Page:
+        """Every TimescaleDB policy job (api.timescaledb_jobs): last run and status, latest error, health ok |
+        failing | stale; no items on plain PostgreSQL. Intervals are ISO 8601 durations."""
+        return Page(items=(await state.reads.fetch(JOBS_QUERY)).dicts(), next_cursor=None)

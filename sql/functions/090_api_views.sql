@@ -145,6 +145,121 @@ FROM core.sync_checkpoints AS c
 WHERE c.chain = 'btc' AND c.component LIKE 'worker\_%' AND c."interval" = 'heartbeat';
 COMMENT ON VIEW api.lane_status IS 'Each lane''s last heartbeat and whether it is stale (> 2 minutes).';
 
+-- core.timescaledb_job_runs(): TimescaleDB's record of each job of this database (its own housekeeping jobs,
+-- ids below 1000, left out): the compression/columnstore and continuous-aggregate refresh policies on
+-- MQNODE's hypertables and caggs, and any job added with add_job; each with its latest error, and its
+-- hypertable: the policy's, else the one its config names ({"hypertable": "core.x", ...}). No rows on
+-- plain PostgreSQL: timescaledb_information is named only past the extension check, and PL/pgSQL resolves a
+-- statement when it first runs (as core.refresh_rollup does with refresh_continuous_aggregate), so one
+-- definition serves both engines. SECURITY DEFINER because timescaledb_information.job_errors shows a job's
+-- errors only to its owner and the database owner, and the api views are read as mqnode_reader.
+-- TimescaleDB's -infinity (no such event yet) becomes NULL.
+CREATE OR REPLACE FUNCTION core.timescaledb_job_runs()
+RETURNS TABLE (
+    job_id integer,
+    application_name text,
+    proc_name text,
+    hypertable text,
+    job_status text,
+    schedule_interval interval,
+    initial_start timestamptz,
+    last_run_started_at timestamptz,
+    last_successful_finish timestamptz,
+    last_run_status text,
+    last_run_duration interval,
+    next_start timestamptz,
+    total_runs bigint,
+    total_failures bigint,
+    last_error_message text,
+    last_error_sqlstate text,
+    last_error_at timestamptz
+)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension AS x WHERE x.extname = 'timescaledb') THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT
+        j.job_id,
+        j.application_name::text,
+        j.proc_name::text,
+        coalesce(
+            CASE WHEN j.hypertable_name IS NOT NULL THEN format('%I.%I', j.hypertable_schema, j.hypertable_name) END,
+            j.config ->> 'hypertable'
+        ),
+        s.job_status,
+        j.schedule_interval,
+        j.initial_start,
+        CASE WHEN isfinite(s.last_run_started_at) THEN s.last_run_started_at END,
+        CASE WHEN isfinite(s.last_successful_finish) THEN s.last_successful_finish END,
+        s.last_run_status,
+        s.last_run_duration,
+        CASE WHEN isfinite(s.next_start) THEN s.next_start END,
+        s.total_runs,
+        s.total_failures,
+        e.err_message,
+        e.sqlerrcode,
+        e.error_at
+    FROM timescaledb_information.jobs AS j
+    LEFT JOIN timescaledb_information.job_stats AS s ON j.job_id = s.job_id
+    LEFT JOIN LATERAL (
+        SELECT
+            h.err_message,
+            h.sqlerrcode,
+            coalesce(h.finish_time, h.start_time) AS error_at
+        FROM timescaledb_information.job_errors AS h
+        WHERE h.job_id = j.job_id
+        ORDER BY h.start_time DESC
+        LIMIT 1
+    ) AS e ON true
+    WHERE j.job_id >= 1000;
+END
+$$;
+REVOKE ALL ON FUNCTION core.timescaledb_job_runs() FROM public;
+GRANT EXECUTE ON FUNCTION core.timescaledb_job_runs() TO mqnode_reader;
+COMMENT ON FUNCTION core.timescaledb_job_runs() IS
+'TimescaleDB''s jobs of this database (ids >= 1000) with their run statistics and latest error; none on plain PostgreSQL.';
+
+-- One row per TimescaleDB job (none on plain PostgreSQL). health:
+--   failing = its last run failed (last_error_message says why);
+--   stale   = no successful finish within 2 x schedule_interval + 10 minutes; a job that never succeeded
+--             counts from its initial_start, else from the server's start (the scheduler starts a job that
+--             has never run at once), so a job that never ran although it should have is stale too;
+--   ok      = otherwise (including a job not yet due to run for the first time).
+CREATE OR REPLACE VIEW api.timescaledb_jobs AS
+SELECT
+    r.job_id,
+    r.application_name,
+    r.proc_name,
+    r.hypertable,
+    r.job_status,
+    r.schedule_interval,
+    r.last_run_started_at,
+    r.last_successful_finish,
+    r.last_run_status,
+    r.last_run_duration,
+    r.next_start,
+    r.total_runs,
+    r.total_failures,
+    r.last_error_message,
+    r.last_error_sqlstate,
+    r.last_error_at,
+    CASE
+        WHEN r.last_run_status = 'Failed' THEN 'failing'
+        WHEN
+            coalesce(r.last_successful_finish, r.initial_start, pg_postmaster_start_time())
+            < clock_timestamp() - (2 * r.schedule_interval + interval '10 minutes')
+            THEN 'stale'
+        ELSE 'ok'
+    END AS health
+FROM core.timescaledb_job_runs() AS r;
+COMMENT ON VIEW api.timescaledb_jobs IS
+'TimescaleDB policy and user jobs: last run, status, latest error, health (ok | failing | stale); no rows on plain PostgreSQL.';
+
 -- api.btc_health: one row, what /api/v1/btc/health reports.
 CREATE OR REPLACE VIEW api.btc_health AS
 WITH cp AS (
@@ -183,6 +298,24 @@ lanes AS (
         ) ORDER BY l.lane), '[]') AS lanes,
         coalesce(jsonb_agg(l.lane ORDER BY l.lane) FILTER (WHERE l.stale), '[]') AS stale_lanes
     FROM api.lane_status AS l
+),
+
+-- NULL on plain PostgreSQL (no TimescaleDB: nothing to schedule), counts on TimescaleDB.
+ts_jobs AS (
+    SELECT
+        exists(
+            SELECT 1 FROM pg_extension AS x
+            WHERE x.extname = 'timescaledb'
+        ) AS installed,
+        count(*) AS jobs_total,
+        count(*) FILTER (WHERE j.health = 'failing') AS jobs_failing,
+        count(*) FILTER (WHERE j.health = 'stale') AS jobs_stale,
+        coalesce(jsonb_agg(jsonb_build_object(
+            'job_id', j.job_id, 'job', j.application_name, 'hypertable', j.hypertable, 'health', j.health,
+            'last_run_status', j.last_run_status, 'last_successful_finish', j.last_successful_finish,
+            'error', j.last_error_message, 'error_at', j.last_error_at
+        ) ORDER BY j.job_id) FILTER (WHERE j.health <> 'ok'), '[]') AS job_problems
+    FROM api.timescaledb_jobs AS j
 )
 
 SELECT
@@ -215,11 +348,17 @@ SELECT
         WHEN cp.last_raw_height IS NULL THEN 'starting'
         WHEN jsonb_array_length(e.checkpoints_in_error) > 0 OR jsonb_array_length(l.stale_lanes) > 0 THEN 'degraded'
         ELSE 'ok'
-    END AS status
+    END AS status,
+    CASE WHEN t.installed THEN t.jobs_total END AS timescaledb_jobs_total,
+    CASE WHEN t.installed THEN t.jobs_failing END AS timescaledb_jobs_failing,
+    CASE WHEN t.installed THEN t.jobs_stale END AS timescaledb_jobs_stale,
+    CASE WHEN t.installed THEN t.job_problems END AS timescaledb_job_problems
 FROM cp
 CROSS JOIN errors AS e
-CROSS JOIN lanes AS l;
-COMMENT ON VIEW api.btc_health IS 'One row: node tip, how far each stage got, lags and backlogs between stages, errors and stale lanes.';
+CROSS JOIN lanes AS l
+CROSS JOIN ts_jobs AS t;
+COMMENT ON VIEW api.btc_health IS
+'One row: node tip, how far each stage got, lags and backlogs between stages, errors, stale lanes, TimescaleDB jobs.';
 
 -- The read-only role sees the api schema and nothing else.
 GRANT USAGE ON SCHEMA api TO mqnode_reader;
