@@ -101,7 +101,9 @@ def snapshot(url: str, before: datetime) -> dict[str, list[tuple]]:
         out = {}
         for table in COMPARED:
             key = "height" if table in ("raw.btc_blocks_raw", "core.btc_primitive_block") else "bucket_start_utc"
-            where = "" if key == "height" else "WHERE bucket_start_utc < %(before)s"
+            # Only periods that had ended: an hour that holds `before` is still forming (more 10m rows come).
+            width = "1 hour" if table.endswith("_1h") else "1 day" if table.endswith("_24h") else "10 minutes"
+            where = "" if key == "height" else f"WHERE bucket_start_utc + INTERVAL '{width}' <= %(before)s"
             out[table] = conn.execute(f"SELECT * FROM {table} {where} ORDER BY {key}", {"before": before}).fetchall()
         return out
 
