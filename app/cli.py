@@ -95,6 +95,7 @@ def cmd_btc_backfill(args: argparse.Namespace) -> int:
             args.end_height,
             write_method=settings.db_write_method,
             show_progress=not args.no_progress,
+            build_until=_parse_until(args.until),
         )
     except ValueError as exc:
         raise SystemExit(f"backfill: {exc}") from exc
@@ -148,7 +149,8 @@ def cmd_btc_build(args: argparse.Namespace) -> int:
 def cmd_sim_node(args: argparse.Namespace) -> int:
     from app.simnode.server import main as sim_main
 
-    return sim_main(args.sim_args)
+    # The options were checked by this parser (the same ones: its parents); sim-node's main parses them again.
+    return sim_main(args.sim_node_argv)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -173,8 +175,6 @@ def cmd_prices_ingest(args: argparse.Namespace) -> int:
     from app.lanes import Lane
     from app.market.ingest import ingest_sources
 
-    if not args.source and not args.all_enabled:
-        raise SystemExit("prices ingest: give --source NAME or --all-enabled")
     settings = _settings()
     failed: list[str] = []
 
@@ -394,14 +394,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(
         _database_url(settings), settings.internal_ingest_token, read_database_url=settings.api_database_url
     )
+    # After its graceful shutdown uvicorn raises the signal again for the handler that was there before it:
+    # this one, so SIGTERM/SIGINT end `mqnode serve` with exit 0 as they end every other lane.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(app, host=args.host or settings.api_host, port=args.port or settings.api_port, log_level="info")
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that can keep the argument strings it was given (as `keep_argv` in the namespace):
+    `mqnode sim-node` checks sim-node's options, then hands sim-node's own main the same strings."""
+
+    def __init__(self, *args, keep_argv: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.keep_argv = keep_argv
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        if self.keep_argv:
+            setattr(parsed, self.keep_argv, list(sys.argv[1:] if args is None else args))
+        return parsed, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from app import simnode
+    from app.simnode.server import build_parser as sim_node_parser
+
     parser = argparse.ArgumentParser(prog="mqnode", description="MQNODE: Bitcoin data node computed in SQL")
     parser.add_argument("--log-level", default=os.environ.get("MQNODE_LOG_LEVEL", "INFO"))
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     upgrade = db.add_parser("upgrade", help="alembic upgrade + re-apply sql/functions")
@@ -421,7 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--start-height", type=int)
     bf.add_argument("--end-height", type=int)
     bf.add_argument("--no-progress", action="store_true")
-    bf.add_argument("--until", help="ISO time the 10m timeline is built to (default now)")
+    bf.add_argument(
+        "--until", help="ISO time the 10m timeline is built to after the blocks (default now; never short of the tip)"
+    )
     bf.set_defaults(func=cmd_btc_backfill)
 
     rc = btc.add_parser("reconcile", help="compare stored hashes with the node and repair drift")
@@ -432,8 +456,16 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--until", help="ISO time the timeline must reach (default now)")
     build.set_defaults(func=cmd_btc_build)
 
-    sim = sub.add_parser("sim-node", help="local Bitcoin Core JSON-RPC simulator", add_help=False)
-    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    # sim-node's options are its server module's own (one definition); its -h comes with them.
+    sim_options = sim_node_parser()
+    sim = sub.add_parser(
+        "sim-node",
+        help="local Bitcoin Core JSON-RPC simulator",
+        description=simnode.__doc__,
+        parents=[sim_options],
+        add_help=False,
+        keep_argv="sim_node_argv",
+    )
     sim.set_defaults(func=cmd_sim_node)
 
     prices = sub.add_parser("prices", help="price lane").add_subparsers(dest="prices_command", required=True)
@@ -441,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--reset", metavar="VENUE|all", help="restore this venue (or all) to the defaults")
     seed.set_defaults(func=cmd_prices_seed)
     ingest = prices.add_parser("ingest", help="fetch venue child candles and build <venue>_price_10m")
-    which = ingest.add_mutually_exclusive_group()
+    which = ingest.add_mutually_exclusive_group(required=True)
     which.add_argument("--source", help="one venue of mq_price_source_registry")
     which.add_argument("--all-enabled", action="store_true", help="every enabled venue (remote ones are skipped)")
     ingest.add_argument("--once", action="store_true", help="one pass, then exit (non-zero if a source failed)")
@@ -522,7 +554,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise in lane output
-    return int(args.func(args) or 0)
+    from app.migrations import TimescaleDBRequiredError
+
+    try:
+        return int(args.func(args) or 0)
+    except TimescaleDBRequiredError as exc:  # `db upgrade` and `run`: a clear line, not a traceback
+        raise SystemExit(f"mqnode: {exc}") from exc
 
 
 if __name__ == "__main__":

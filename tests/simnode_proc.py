@@ -13,12 +13,14 @@ from app.btc.rpc import BitcoinRpc, RpcConfig
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 EARLY_CHAIN = FIXTURES / "bitcoinj-raw-blocks" / "blk_mainnet_0_to_438.dat"
+# The console script beside this interpreter (.venv/bin/mqnode): tests start sim-node as README documents it.
+MQNODE = str(Path(sys.executable).with_name("mqnode"))
 RPC_USER = "tester"
 RPC_PASSWORD = "secret"
 
 
 class SimNodeProcess:
-    """One `python -m app.simnode.server` process on a free port."""
+    """One `mqnode sim-node` process on a free port."""
 
     def __init__(self, *args: str, port: int = 0):
         self.workdir = Path(tempfile.mkdtemp(prefix="simnode-"))
@@ -31,9 +33,8 @@ class SimNodeProcess:
         if self.ready_file.exists():
             self.ready_file.unlink()
         cmd = [
-            sys.executable,
-            "-m",
-            "app.simnode.server",
+            MQNODE,
+            "sim-node",
             "--port",
             str(self.port),
             "--rpc-user",

@@ -8,24 +8,25 @@ import select
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from app.btc.chain_sync import IngestOptions
 from app.btc.listener import ChainListener
+from app.cli import build_parser
 from app.embedded_pg import EmbeddedPostgres
 from app.progress import Progress
 from tests.conftest import ROOT
-from tests.simnode_proc import EARLY_CHAIN, SimNodeProcess
+from tests.simnode_proc import EARLY_CHAIN, MQNODE, SimNodeProcess
 
 
 def mqnode(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
+        [MQNODE, *args],
         cwd=ROOT,
         env={**os.environ, **env},
         capture_output=True,
@@ -70,9 +71,9 @@ def test_db_upgrade_on_embedded_default():
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def test_backfill_range_command_reports_progress(pg_url):
+def test_backfill_range_command_reports_progress(server_url):
     with SimNodeProcess("--raw-blocks", str(EARLY_CHAIN)) as node:
-        env = {**node.env(), "MQNODE_DATABASE_URL": pg_url}
+        env = {**node.env(), "MQNODE_DATABASE_URL": server_url}
         result = mqnode(
             "btc",
             "backfill",
@@ -91,13 +92,57 @@ def test_backfill_range_command_reports_progress(pg_url):
         assert "heights 100..199, 100 blocks" in result.stdout
         bad = mqnode("btc", "backfill", "--mode", "range", "--start-height", "5", env=env)
         assert bad.returncode != 0 and "needs --start-height and --end-height" in bad.stderr
-        with psycopg.connect(pg_url) as conn:
+        with psycopg.connect(server_url) as conn:
             heights = conn.execute("SELECT min(height), max(height), count(*) FROM raw.btc_blocks_raw").fetchone()
+            timeline = conn.execute(
+                "SELECT min(bucket_start_utc), max(bucket_start_utc) FROM core.btc_primitive_10m"
+            ).fetchone()
+            first_block_bucket = conn.execute(
+                "SELECT bucket_start_utc FROM core.btc_primitive_block WHERE height = 100"
+            ).fetchone()[0]
             # Range mode may start above a gap: the raw checkpoint is the top of the contiguous run.
             (checkpoint,) = conn.execute(
                 "SELECT last_height FROM core.sync_checkpoints WHERE component = 'btc_raw_block_ingestion'"
             ).fetchone()
         assert heights == (100, 199, 100) and checkpoint == 199
+        # --until: the 10m build after the blocks stops at that bucket (without it: now, 17 years of buckets).
+        assert timeline == (first_block_bucket, datetime(2009, 1, 20, tzinfo=UTC))
+
+
+def subcommand_paths(parser=None, path=()) -> list[tuple[str, ...]]:
+    """Every command path of the argparse tree: ("db",), ("db", "upgrade"), ("btc",), ..."""
+    import argparse
+
+    parser = parser or build_parser()
+    paths = []
+    for action in parser._actions:  # argparse keeps its subcommands here
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                paths.append((*path, name))
+                paths.extend(subcommand_paths(child, (*path, name)))
+    return paths
+
+
+def test_every_subcommand_has_help(capsys):
+    paths = subcommand_paths()
+    assert ("sim-node",) in paths and ("btc", "backfill") in paths and len(paths) >= 20
+    for path in [(), *paths]:
+        try:
+            build_parser().parse_args([*path, "--help"])
+        except SystemExit as exit:
+            assert exit.code == 0, path
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: mqnode {' '.join(path)}".rstrip()), (path, out[:200])
+
+
+def test_sim_node_takes_its_options_as_documented():
+    """README: `mqnode sim-node --port P ... --synthetic ...`; argparse.REMAINDER once refused every option."""
+    argv = ["--port", "18443", "--rpc-user", "u", "--rpc-password", "w", "--synthetic", "--count", "20"]
+    args = build_parser().parse_args(["--log-level", "DEBUG", "sim-node", *argv])
+    assert args.command == "sim-node" and args.port == 18443 and args.synthetic and args.count == 20
+    assert args.sim_node_argv == argv  # handed to sim-node's own main as given
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sim-node", "--port", "not-a-port"])
 
 
 def test_progress_line_has_rates_and_eta():
@@ -108,12 +153,12 @@ def test_progress_line_has_rates_and_eta():
     assert "50/200 blocks" in line and "blocks/s" in line and "tx/s" in line and "ETA" in line
 
 
-def test_listener_notifies_after_commit_and_advances_idle_timeline(pg_url):
+def test_listener_notifies_after_commit_and_advances_idle_timeline(server_url):
     clock = [datetime(2009, 1, 9, 6, 0, tzinfo=UTC)]
     with (
         SimNodeProcess("--raw-blocks", str(EARLY_CHAIN)) as node,
-        psycopg.connect(pg_url, autocommit=True) as listen_conn,
-        psycopg.connect(pg_url) as conn,
+        psycopg.connect(server_url, autocommit=True) as listen_conn,
+        psycopg.connect(server_url) as conn,
     ):
         listen_conn.execute("LISTEN raw_block_ready")
         listen_conn.execute("LISTEN primitive_ready")
