@@ -22,7 +22,12 @@ RPC failures raise :class:`NodeRpcError` with Core's code and message. ``extra_a
 ``start`` are kept for later ``restart`` calls unless new ones are given. ``mine_block`` sets the
 node's mock time first (default: 10 minutes after the tip), so a test controls every block's
 timestamp, and MQNODE's 10-minute buckets with it; mock time stays set until the node restarts.
-Reorgs: ``node.rpc("invalidateblock", hash)`` then ``mine_block`` (``reconsiderblock`` undoes it).
+Keep block times at most 2 hours ahead of the real clock (mine_block refuses more): Core will not
+start again on a datadir holding a block "from the future".
+Reorgs: ``node.rpc("invalidateblock", hash)`` then ``mine_block`` (``reconsiderblock`` undoes it); the
+disconnected transactions go back to the mempool (the chain builder's have nLockTime 0, so all of
+them do), where ``mine_block(txs=[txid, ...])`` or ``rpc("generatetodescriptor", n, desc)`` mine them.
+A chain to start from: tests/regtest_chain.py (``session_chain()`` + ``running_node(chain, dir)``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import signal
 import socket
 import subprocess
 import time
+import time as _time  # mine_block has a parameter named time
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -45,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_BIN = ROOT.parent / "shared" / "bin"
 ENV_BITCOIND = "MQNODE_TEST_BITCOIND"
 RPC_IN_WARMUP = -28
+MAX_FUTURE_BLOCK_TIME = 2 * 60 * 60  # Core's limit on a block's time ahead of its clock
 # The one address type MQNODE does not care about for coinbases when a test does not say.
 DEFAULT_COINBASE_DESCRIPTOR = "raw(51)"  # OP_TRUE: anyone can spend (no key needed)
 
@@ -306,14 +313,26 @@ class BitcoinNode:
         return int(self.rpc("getblockheader", self.rpc("getbestblockhash"))["time"])
 
     def mine_block(
-        self, txs: Sequence[str] = (), output: str = DEFAULT_COINBASE_DESCRIPTOR, time: int | None = None
+        self,
+        txs: Sequence[str] = (),
+        output: str = DEFAULT_COINBASE_DESCRIPTOR,
+        time: int | None = None,
+        allow_future: bool = False,
     ) -> str:
-        """Mine one block holding ``txs`` (raw hex, in order) at header time ``time``; returns its hash.
+        """Mine one block holding ``txs`` (raw hex or mempool txids, in order) at header time ``time``.
 
-        ``time`` defaults to 10 minutes after the tip. ``output`` is the coinbase's address or descriptor.
-        generateblock validates every script (consensus rules) but skips the mempool and its policy.
+        Returns its hash. ``time`` defaults to 10 minutes after the tip. ``output`` is the coinbase's
+        address or descriptor. generateblock validates every script (consensus rules) but skips the
+        mempool's policy, and mines only the transactions given. A block more than 2 hours ahead of
+        the real clock makes Core refuse to start on the datadir again ("a block which appears to be
+        from the future"), so that is refused unless ``allow_future``.
         """
         block_time = self.tip_time() + 600 if time is None else int(time)
+        if not allow_future and block_time > _time.time() + MAX_FUTURE_BLOCK_TIME - 300:
+            raise ValueError(
+                f"block time {block_time} is more than {MAX_FUTURE_BLOCK_TIME - 300}s ahead of the clock: the node"
+                " could not restart on this datadir (pass time=, or allow_future=True)"
+            )
         self.rpc("setmocktime", block_time)
         return self.rpc("generateblock", output, list(txs))["hash"]
 

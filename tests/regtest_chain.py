@@ -7,14 +7,16 @@ inputs, which ``signrawtransactionwithkey`` cannot sign); anyone-can-spend scrip
 P2TR script path) spent without signatures; each block mined with ``generateblock`` at a mock time.
 
 What the default chain (:class:`ChainSpec`) holds, from a seeded RNG (the same seed gives the same
-transactions; block hashes also depend on the base time, by default about 3 days before now so the
-tip is recent and the node is not in initial block download):
+transactions; block hashes also depend on the base time, by default about 65 hours before now, so
+the tip is about 3 hours old: the node is not in initial block download, and a test can mine some 25
+more blocks 10 minutes apart before reaching Core's 2-hour limit on block times ahead of the clock):
 - 101 blocks to mature the first coinbase, then ``tx_blocks`` blocks of transactions
   (>= 20,000 transactions in all);
 - inputs and outputs of every type: legacy P2PKH, P2SH-P2WPKH, P2WPKH, P2TR key path, P2WSH and P2TR
   script path (anyone-can-spend); coinbases paying to each key type in turn;
 - payments with change, batched payments (20-250 outputs), consolidations (15-80 inputs), coinbase
   fan-outs, OP_RETURN outputs; fee rates 1..200 sat/vB skewed towards the low end, versions 1 and 2;
+- coinbases that pay the subsidy only: generateblock leaves the fees unclaimed;
 - one block per 10-minute slot mostly, some slots with 2 or 3 blocks, some empty slots (gaps).
   MQNODE buckets a block by its median time past, which with rising header times is the header
   time of the block five below it, so the buckets repeat this pattern five heights later.
