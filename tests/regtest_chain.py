@@ -24,8 +24,9 @@ more blocks 10 minutes apart before reaching Core's 2-hour limit on block times 
 :class:`RegtestChain` is the built chain: a stopped datadir plus the builder's own ledger (every
 transaction's fee, in block order, and counts by script type), an independent reference for tests.
 
-Use: :func:`session_chain` (built once per test process, skips the test when no bitcoind is found)
-and :func:`running_node` (a started node on a private copy of it, stopped afterwards).
+Use: :func:`session_chain` (built once per test process, skips the test when no bitcoind is found),
+:func:`running_node` (a started node on a private copy of it, stopped afterwards) and
+:func:`run_backfill` (`mqnode btc backfill` as a subprocess against a node).
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ import base64
 import contextlib
 import functools
 import math
+import os
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -68,6 +72,8 @@ COINBASE_MATURITY = 100
 REGTEST_HALVING_INTERVAL = 150
 SIGNING_CONNECTIONS = 2
 SAT = Decimal(100_000_000)
+ROOT = Path(__file__).resolve().parent.parent
+MQNODE = str(Path(sys.executable).with_name("mqnode"))  # the console script, as a user runs it
 # Signed sizes the fee estimate assumes per input: (bytes added to the scriptSig, witness bytes).
 # ECDSA signatures are counted at 72 bytes + sighash byte (Core grinds to 71 or less), so actual
 # fee rates land at or a little above the target.
@@ -461,6 +467,23 @@ def build_chain(workdir: Path, spec: ChainSpec | None = None) -> RegtestChain:
         op_return_outputs=builder.op_returns,
         build_seconds=time.monotonic() - started,
     )
+
+
+def run_backfill(node: BitcoinNode, db_url: str, verbosity: int, *args: str) -> subprocess.CompletedProcess:
+    """`mqnode btc backfill --mode full --start-height 1 [args]` as a user runs it, through the node's cookie.
+
+    Height 1 on: the regtest genesis is from 2011, and a timeline from there to now would be 15 years
+    of empty 10m buckets (the genesis block counts in no flow anyway). Later arguments win.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MQNODE_")}
+    env.update(node.mqnode_env())
+    env.update(
+        MQNODE_DATABASE_URL=db_url,
+        MQNODE_BTC_GETBLOCK_VERBOSITY=str(verbosity),
+        MQNODE_LOG_LEVEL="WARNING",
+    )
+    cmd = [MQNODE, "btc", "backfill", "--mode", "full", "--start-height", "1", "--no-progress", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
 
 
 def require_bitcoind() -> None:

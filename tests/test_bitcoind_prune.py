@@ -14,8 +14,7 @@ import psycopg
 import pytest
 
 from tests.bitcoind import BitcoinNode, NodeRpcError
-from tests.regtest_chain import require_bitcoind
-from tests.test_bitcoind_stats import run_backfill
+from tests.regtest_chain import require_bitcoind, run_backfill
 
 START = 100  # a pruned height that is not the first one, so the message must name the one asked for
 

@@ -42,8 +42,6 @@ Core's definitions (src/rpc/blockchain.cpp, getblockstats) and how they map onto
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -53,27 +51,9 @@ import psycopg
 import pytest
 
 from tests.bitcoind import BitcoinNode
-from tests.regtest_chain import KINDS, RegtestChain, regtest_subsidy, running_node, session_chain
-from tests.simnode_proc import MQNODE, ROOT
+from tests.regtest_chain import KINDS, RegtestChain, regtest_subsidy, run_backfill, running_node, session_chain
 
 pytestmark = pytest.mark.timeout(1200)
-
-
-def run_backfill(node: BitcoinNode, db_url: str, verbosity: int, *args: str) -> subprocess.CompletedProcess:
-    """`mqnode btc backfill --mode full --start-height 1 [args]` as a user runs it, through the node's cookie.
-
-    Height 1 on: the regtest genesis is from 2011, and a timeline from there to now would be 15 years
-    of empty 10m buckets (the genesis block counts in no flow anyway). Later arguments win.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MQNODE_")}
-    env.update(node.mqnode_env())
-    env.update(
-        MQNODE_DATABASE_URL=db_url,
-        MQNODE_BTC_GETBLOCK_VERBOSITY=str(verbosity),
-        MQNODE_LOG_LEVEL="WARNING",
-    )
-    cmd = [MQNODE, "btc", "backfill", "--mode", "full", "--start-height", "1", "--no-progress", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
 
 
 def truncated_median(values: list[int]) -> int:
