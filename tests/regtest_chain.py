@@ -35,8 +35,10 @@ import atexit
 import base64
 import contextlib
 import functools
+import hashlib
 import math
 import os
+import pickle
 import random
 import shutil
 import subprocess
@@ -493,12 +495,17 @@ def require_bitcoind() -> None:
 
 
 _session_chain: RegtestChain | None = None
+CACHE_ENV = "MQNODE_TEST_CHAIN_CACHE"  # "0": always build; else a directory (default: the temp dir)
+CACHE_MAX_AGE_SEC = 6 * 3600  # a cached chain's tip stays well inside Core's 24 h "recent tip" window
 
 
 def session_chain() -> RegtestChain:
-    """The default chain, built on first use and kept for the rest of the process (removed at exit).
+    """The default chain, built on first use and kept for the rest of the process.
 
-    Skips the calling test when no bitcoind is found. Test modules wrap it in a session fixture::
+    Skips the calling test when no bitcoind is found. A chain built less than 6 hours ago by the same
+    builder source, spec and bitcoind binary is reused from an on-disk cache (``$TMPDIR/mqnode-regtest-
+    chains``, or the directory in ``MQNODE_TEST_CHAIN_CACHE``; ``0`` turns the cache off and builds).
+    Test modules wrap it in a session fixture::
 
         @pytest.fixture(scope="session")
         def chain() -> RegtestChain:
@@ -507,10 +514,51 @@ def session_chain() -> RegtestChain:
     global _session_chain
     require_bitcoind()
     if _session_chain is None:
-        workdir = Path(tempfile.mkdtemp(prefix="mqnode-regtest-chain-"))
-        atexit.register(shutil.rmtree, workdir, True)
-        _session_chain = build_chain(workdir)
+        setting = os.environ.get(CACHE_ENV, "")
+        if setting == "0":
+            workdir = Path(tempfile.mkdtemp(prefix="mqnode-regtest-chain-"))
+            atexit.register(shutil.rmtree, workdir, True)
+            _session_chain = build_chain(workdir)
+        else:
+            cache = Path(setting) if setting else Path(tempfile.gettempdir()) / "mqnode-regtest-chains"
+            _session_chain = cached_chain(cache, ChainSpec())
     return _session_chain
+
+
+def cache_key(spec: ChainSpec) -> str:
+    bitcoind, _ = find_bitcoind()
+    digest = hashlib.sha256(repr(spec).encode())
+    stat = bitcoind.stat()
+    digest.update(f"{bitcoind.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    for source in ("btc_tx.py", "bitcoind.py", "regtest_chain.py"):
+        digest.update((Path(__file__).parent / source).read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def cached_chain(cache: Path, spec: ChainSpec) -> RegtestChain:
+    """The chain of ``spec`` from the cache when fresh there, else built and stored (atomically)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    entry = cache / cache_key(spec)
+    for old in cache.iterdir():  # expired entries and builds that died half-way
+        if old != entry and time.time() - old.stat().st_mtime > CACHE_MAX_AGE_SEC:
+            shutil.rmtree(old, ignore_errors=True)
+    meta = entry / "chain.pickle"
+    if meta.exists() and time.time() - meta.stat().st_mtime < CACHE_MAX_AGE_SEC:
+        chain = pickle.loads(meta.read_bytes())
+        chain.datadir = entry / "chain"
+        return chain
+    building = Path(tempfile.mkdtemp(prefix=f"{entry.name}.building-", dir=cache))
+    chain = build_chain(building, spec)
+    (building / "chain.pickle").write_bytes(pickle.dumps(chain))
+    if meta.exists() or entry.exists():
+        shutil.rmtree(entry, ignore_errors=True)  # expired (or another process's; ours is as good)
+    try:
+        building.rename(entry)
+    except OSError:  # another process stored the same chain meanwhile: keep ours for this run
+        atexit.register(shutil.rmtree, building, True)
+        return chain
+    chain.datadir = entry / "chain"
+    return chain
 
 
 @contextlib.contextmanager
