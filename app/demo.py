@@ -6,7 +6,7 @@
   from the real venues as registered,
   else sim-node with a synthetic chain covering the last --days days and mining a live block every
   --mine-every seconds;
-- prices (with sim-node): the recorded real Binance.US 1m BTCUSDT series (21 days of March 2023) served by a
+- prices (with sim-node): the recorded real Binance.US 1m BTCUSD series (21 days of March 2023) served by a
   local replay exchange in Binance's klines shape and replayed onto the demo's days; the registry's binance
   row points at it (mode local), the other venues are disabled (`mqnode prices seed --reset all` restores
   the defaults);
@@ -90,9 +90,11 @@ def start_sim_node(port: int, days: float, mine_every: float, txs_per_block: int
 
 
 def point_registry_at_replay(database_url: str, replay_url: str, history_start: datetime) -> None:
-    """The demo's venue set-up: binance local against the replay exchange, the other venues disabled."""
+    """The demo's venue set-up: binance local against the replay exchange on Binance.US's BTCUSD market (quoted
+    in USD, so no stablecoin rate is needed), the other markets disabled."""
     patch = {
         "mode": "local",
+        "symbol": "BTCUSD",
         "api_base": replay_url,
         "historical_start_utc": history_start.isoformat(),
         "min_request_interval_sec": 0,
@@ -100,7 +102,7 @@ def point_registry_at_replay(database_url: str, replay_url: str, history_start: 
     with psycopg.connect(database_url) as conn:
         conn.execute(
             "UPDATE core.mq_price_source_registry SET config_json = config_json || %s::jsonb, enabled = true,"
-            " updated_at = now() WHERE source_name = 'binance'",
+            " symbol = 'BTCUSD', quote_currency = 'USD', updated_at = now() WHERE source_name = 'binance'",
             (json.dumps(patch),),
         )
         conn.execute("UPDATE core.mq_price_source_registry SET enabled = false WHERE source_name <> 'binance'")
@@ -176,7 +178,7 @@ def run_demo(args: argparse.Namespace) -> int:
         point_registry_at_replay(database_url, replay.url, chain_start.replace(second=0, microsecond=0))
         print(
             f"node: sim-node at {rpc_url}: synthetic chain of the last {args.days:g} days, a live block every"
-            f" {args.mine_every:g}s\nprices: recorded Binance.US BTCUSDT minutes (March 2023) replayed by"
+            f" {args.mine_every:g}s\nprices: recorded Binance.US BTCUSD minutes (March 2023) replayed by"
             f" {replay.url} onto those days, through the binance venue loader (other venues disabled)",
             flush=True,
         )

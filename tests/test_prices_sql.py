@@ -42,8 +42,22 @@ def venue_row(conn, venue, n, o, h, low, c, volume, updated_after_close=True, ac
     )
 
 
+def usdt_rate_row(conn, n, rate, volume=1):
+    """A bitstamp usdtusd 10m row (the direct USDT/USD market) for bucket n."""
+    conn.execute(
+        "INSERT INTO core.bitstamp_price_10m (bucket_start_utc, symbol, open_price_usd, high_price_usd, low_price_usd,"
+        " close_price_usd, volume_btc, source_updated_at, quality_status, data_source_mode)"
+        " VALUES (%s, 'usdtusd', %s, %s, %s, %s, %s, %s, 'complete', 'test')",
+        (bucket(n), rate, rate, rate, rate, volume, bucket(n) + timedelta(minutes=15)),
+    )
+
+
 def handmade_venues(conn: psycopg.Connection) -> None:
     with conn.transaction():
+        # The USDT venues (bybit, binance, okx) are converted at USDT/USD: exactly 1 in buckets 2..5 here.
+        conn.execute("UPDATE core.mq_price_source_registry SET enabled = true WHERE source_name = 'bitstamp_usdtusd'")
+        for n in (2, 3, 4, 5):
+            usdt_rate_row(conn, n, 1)
         # bucket 1: one venue
         venue_row(conn, "bitstamp", 1, 100, 110, 90, 105, 2)
         # bucket 2: two valid venues weighted 1:3, okx invalid (high below open)
@@ -100,7 +114,19 @@ def test_registry_seed_keeps_edits_and_resets_on_request(db_url):
             ("binance", "remote", True),
             ("okx", "local", True),
             ("bitfinex", "local", True),
+            # stablecoin/USD rate markets, disabled until an operator enables them
+            ("bitstamp_usdtusd", "local", False),
+            ("coinbase_usdt_usd", "local", False),
+            ("bitfinex_tustusd", "local", False),
+            ("bitstamp_usdcusd", "local", False),
+            ("bitfinex_tudcusd", "local", False),
         ]
+        quotes = conn.execute(
+            "SELECT source_name, venue, base_currency, quote_currency FROM core.mq_price_source_registry"
+            " WHERE base_currency = 'BTC' ORDER BY priority_rank"
+        ).fetchall()
+        assert [q[3] for q in quotes] == ["USD", "USD", "USDT", "USDT", "USDT", "USD"]
+        assert all(q[0] == q[1] for q in quotes)
         (binance,) = conn.execute(
             "SELECT config_json FROM core.mq_price_source_registry WHERE source_name = 'binance'"
         ).fetchone()
@@ -270,7 +296,7 @@ def test_prices_commands(server_url):
     # `db upgrade` seeded the registry already; seeding again keeps it, --reset all restores the six.
     seeded = mqnode("prices", "seed", env=env)
     assert seeded.returncode == 0 and "0 row(s) written" in seeded.stdout, seeded.stderr
-    assert "6 row(s) written" in mqnode("prices", "seed", "--reset", "all", env=env).stdout
+    assert "11 row(s) written" in mqnode("prices", "seed", "--reset", "all", env=env).stdout
     with psycopg.connect(server_url) as conn:
         handmade_venues(conn)
     composed = mqnode("prices", "compose", "--method", "median_filtered_v1", env=env)
@@ -278,3 +304,69 @@ def test_prices_commands(server_url):
     assert "2024-01-01 00:10:00+00:00 .. 2024-01-01 01:10:00+00:00 (7 buckets, median_filtered_v1)" in composed.stdout
     bad = mqnode("prices", "compose", "--method", "mean", env=env)
     assert bad.returncode != 0 and "invalid choice" in bad.stderr
+
+
+def test_usdt_venues_are_converted_at_the_measured_rate_or_left_out(db_url):
+    """USDT quotes x the bucket's USDT/USD rate (direct market first, else implied from a venue listing BTC
+    against USD and USDT); no rate: the USDT venue is left out with 'no_usd_rate', never taken 1:1."""
+    with psycopg.connect(db_url) as conn:
+        seed(conn)
+        with conn.transaction():
+            conn.execute(
+                "UPDATE core.mq_price_source_registry SET enabled = (source_name IN"
+                " ('bitstamp', 'okx', 'bitstamp_usdtusd'))"
+            )
+            # coinbase lists BTC-USD and BTC-USDT (not contributing: only the rate is implied from it)
+            conn.execute(
+                "INSERT INTO core.mq_price_source_registry (source_name, venue, market_type, symbol, base_currency,"
+                " quote_currency, config_json, priority_rank, enabled) VALUES"
+                " ('coinbase_btc_usdt', 'coinbase', 'spot', 'BTC-USDT', 'BTC', 'USDT', '{\"mode\": \"local\"}', 20,"
+                " true)"
+            )
+            conn.execute("UPDATE core.mq_price_source_registry SET enabled = true WHERE source_name = 'coinbase'")
+            # bucket 1: direct USDT/USD 0.95 (coinbase's implied rate is ignored: direct has precedence)
+            usdt_rate_row(conn, 1, D("0.95"), volume=10)
+            venue_row(conn, "okx", 1, 1000, 1000, 1000, 1000, 1)
+            venue_row(conn, "bitstamp", 1, 950, 950, 950, 950, 1)
+            # bucket 2: no direct market; coinbase BTC-USD 960 / BTC-USDT 1000 -> implied 0.96
+            venue_row(conn, "okx", 2, 1000, 1000, 1000, 1000, 1)
+            venue_row(conn, "bitstamp", 2, 960, 960, 960, 960, 1)
+            # bucket 3: no rate at all: okx is left out
+            venue_row(conn, "okx", 3, 1000, 1000, 1000, 1000, 1)
+            venue_row(conn, "bitstamp", 3, 990, 990, 990, 990, 1)
+        with conn.transaction():
+            for n, c in ((1, 960), (2, 960)):
+                conn.execute(
+                    "INSERT INTO core.coinbase_price_10m (bucket_start_utc, symbol, open_price_usd, high_price_usd,"
+                    " low_price_usd, close_price_usd, volume_btc, source_updated_at, quality_status, data_source_mode)"
+                    " VALUES (%s, 'BTC-USDT', 1000, 1000, 1000, 1000, 1, %s, 'complete', 'test'),"
+                    " (%s, 'BTC-USD', %s, %s, %s, %s, 0, %s, 'complete', 'test')",
+                    (bucket(n), bucket(n + 2), bucket(n), c, c, c, c, bucket(n + 2)),
+                )
+        compose(conn)
+        rows = conn.execute(
+            "SELECT bucket_start_utc, source_names, close_price_usd, contributing_sources, excluded_sources, usd_rates"
+            " FROM api.btc_price_canonical_10m ORDER BY 1"
+        ).fetchall()
+    by_bucket = {r[0]: r for r in rows}
+    # bucket 1: okx 1000 USDT x 0.95 = 950, bitstamp 950; coinbase BTC-USD has no volume here: no weight
+    b1 = by_bucket[bucket(1)]
+    assert b1[2] == D("950.00000000")
+    okx = next(c for c in b1[3] if c["source"] == "okx")
+    assert (okx["quote"], D(str(okx["usd_rate"])), okx["rate_source"], D(str(okx["close"]))) == (
+        "USDT",
+        D("0.95"),
+        "direct",
+        D(1000),
+    )
+    assert b1[5]["USDT"]["rate_source"] == "direct" and D(str(b1[5]["USDT"]["rate"])) == D("0.95")
+    # bucket 2: implied 960 / 1000 = 0.96 from coinbase
+    b2 = by_bucket[bucket(2)]
+    assert b2[5]["USDT"]["rate_source"] == "implied"
+    assert b2[5]["USDT"]["markets"][0]["source"] == "coinbase/coinbase_btc_usdt"
+    assert D(str(b2[5]["USDT"]["rate"])) == D("0.96")
+    assert "okx" in b2[1] and D(str(next(c for c in b2[3] if c["source"] == "okx")["close_usd"])) == D(960)
+    # bucket 3: no USDT/USD rate: okx left out, reason recorded
+    b3 = by_bucket[bucket(3)]
+    assert b3[1] == ["bitstamp"] and b3[2] == D(990) and b3[5] == {}
+    assert [(e["source"], e["reason"].split(":")[0]) for e in b3[4]] == [("okx", "no_usd_rate")]

@@ -3,7 +3,9 @@
 First run of a source: from config_json.historical_start_utc; later runs: from its checkpoint - 10m
 (the last complete bucket is fetched again, and the forming one completes). Each fetched window is one
 transaction: candles upserted, core.build_venue_price_10m over the window, checkpoint moved in SQL.
-Sources in mode 'remote' (Binance, fed by the cloud collector through the internal route) are skipped.
+A registry row is one market of one venue (config_json plus the row's venue); its checkpoint is
+btc_price_source_<source_name>. Sources in mode 'remote' (Binance, fed by the cloud collector through
+the internal route) are skipped.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ class SourceReport:
 
 def registry_rows(conn: psycopg.Connection, source: str | None) -> list[tuple[str, bool, dict]]:
     rows = conn.execute(
-        "SELECT source_name, enabled, config_json FROM core.mq_price_source_registry"
+        "SELECT source_name, enabled, config_json || jsonb_build_object('venue', venue)"
+        " FROM core.mq_price_source_registry"
         " WHERE %(source)s::text IS NULL OR source_name = %(source)s ORDER BY priority_rank",
         {"source": source},
     ).fetchall()
@@ -118,7 +121,10 @@ def ingest_source(
         (f"btc_price_source_{source}",),
     ).fetchone()
     conn.commit()
-    fetcher = fetcher or VenueFetcher(source, config)
+    # A market's venue (config "venue", from the registry) picks the loader and the <venue>_price_10m table:
+    # a venue may list several markets (BTC-USD, BTC-USDT, USDT-USD), each a registry row of its own.
+    venue = config.get("venue", source)
+    fetcher = fetcher or VenueFetcher(venue, config)
     now = now or datetime.now(UTC)
     end = datetime.fromtimestamp(int(now.timestamp()) // fetcher.interval_sec * fetcher.interval_sec, UTC)
     if row and row[0]:
@@ -132,7 +138,7 @@ def ingest_source(
     logged = time.monotonic()
     try:
         for a, b, candles in fetcher.fetch(start, end):
-            write_window(conn, source, fetcher.symbol, a, b, candles)
+            write_window(conn, venue, fetcher.symbol, a, b, candles)
             report.candles += len(candles)
             if should_stop():
                 report.status, report.end = "stopped", b

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from app.settings import PROJECT_DIR
 
-RECORDING = PROJECT_DIR / "tests" / "fixtures" / "exchanges" / "binanceus" / "BTCUSDT_1m_20230301_20230321.csv"
+RECORDING = PROJECT_DIR / "tests" / "fixtures" / "exchanges" / "binanceus" / "BTCUSD_1m_20230301_20230321.csv"
 
 
 def load_recording(path: Path = RECORDING) -> list[tuple[str, str, str, str, str]]:
@@ -34,7 +34,7 @@ def load_recording(path: Path = RECORDING) -> list[tuple[str, str, str, str, str
 class ReplayExchange:
     """Serves the recording on loopback in a background thread."""
 
-    def __init__(self, anchor: datetime, symbol: str = "BTCUSDT", path: Path = RECORDING, host: str = "127.0.0.1"):
+    def __init__(self, anchor: datetime, symbol: str = "BTCUSD", path: Path = RECORDING, host: str = "127.0.0.1"):
         self.rows = load_recording(path)
         self.symbol = symbol
         self.anchor_minute = int(anchor.timestamp()) // 60
@@ -59,7 +59,7 @@ class ReplayExchange:
 
     def klines(self, query: dict[str, str]) -> tuple[int, object]:
         if query.get("symbol") != self.symbol or query.get("interval") != "1m":
-            return 400, {"code": -1121, "msg": "Invalid symbol or interval (replay serves BTCUSDT 1m only)."}
+            return 400, {"code": -1121, "msg": f"Invalid symbol or interval (replay serves {self.symbol} 1m only)."}
         try:
             first = int(query["startTime"]) // 60_000
             last = int(query.get("endTime", str((first + 1000) * 60_000))) // 60_000

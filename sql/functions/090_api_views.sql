@@ -25,9 +25,11 @@ SELECT
     m.close_price_usd,
     m.volume_btc,
     m.volume_usd,
-    m.excluded_sources
+    m.excluded_sources,
+    m.contributing_sources,
+    m.usd_rates
 FROM core.mq_btc_price_10m AS m;
-COMMENT ON VIEW api.btc_price_canonical_10m IS 'Canonical BTC/USD per 10m bucket; NULL prices with source_count 0 where no venue traded.';
+COMMENT ON VIEW api.btc_price_canonical_10m IS 'Canonical BTC/USD per 10m bucket; NULL prices with source_count 0 where no venue traded; provenance: contributing_sources (quote, usd_rate, weight, close, close_usd), excluded_sources (reason), usd_rates.';
 
 CREATE OR REPLACE VIEW api.btc_price_canonical_1h AS
 SELECT * FROM core.mq_btc_price_1h;
@@ -113,7 +115,10 @@ SELECT
     r.updated_at,
     c.last_bucket_time,
     c.status,
-    c.error_message
+    c.error_message,
+    r.venue,
+    r.base_currency,
+    r.quote_currency
 FROM core.mq_price_source_registry AS r
 LEFT JOIN core.sync_checkpoints AS c
     ON c.chain = 'btc' AND c.component = 'btc_price_source_' || r.source_name AND c."interval" = '10m';
