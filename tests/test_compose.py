@@ -103,11 +103,30 @@ def run_is_available() -> bool:
 
 # --- compose: services, commands, order ---------------------------------------------------------------
 
+# The TimescaleDB the suite runs against: scripts/setup.sh --test builds this release into the test server.
+TESTED_TIMESCALEDB = "2.28.3"
+
+
+def test_db_image_is_the_timescaledb_the_tests_run():
+    """Production (docker-compose.yml, PostgreSQL 17) pins the TimescaleDB release the tests build and run."""
+    assert re.fullmatch(r"timescale/timescaledb:\d+\.\d+\.\d+-pg\d+", service("db")["image"])
+    assert service("db")["image"].split(":")[1].rsplit("-", 1)[0] == TESTED_TIMESCALEDB
+    built = set(re.findall(r"timescaledb-(\d+\.\d+\.\d+)\.tar\.gz", (ROOT / "scripts" / "setup.sh").read_text()))
+    assert built == {TESTED_TIMESCALEDB}, built
+    from app.embedded_pg import find_pg_bin
+
+    try:
+        lib = find_pg_bin().parent / "lib"
+    except Exception:  # no PostgreSQL server here: nothing installed to compare
+        return
+    installed = {p.name.removeprefix("timescaledb-").removesuffix(".so") for p in lib.glob("timescaledb-[0-9]*.so")}
+    assert not installed or TESTED_TIMESCALEDB in installed, installed
+
 
 def test_services_images_and_order():
     services = COMPOSE["services"]
     assert set(services) == SERVICES
-    assert service("db")["image"] == "timescale/timescaledb:2.23.0-pg17"
+    assert service("db")["image"] == f"timescale/timescaledb:{TESTED_TIMESCALEDB}-pg17"
     assert PROJECT_SERVICES == ["collector", "migrate", "mqnode"]
     assert all(service(s)["build"] == "." for s in PROJECT_SERVICES)
     for name in ("nginx", "grafana"):
