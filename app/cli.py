@@ -481,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     compose = prices.add_parser("compose", help="compose mq_btc_price_10m from the venue tables in SQL")
     compose.add_argument(
         "--method",
-        choices=("volume_weighted_ohlc_v1", "median_filtered_v1"),
+        choices=("volume_weighted_ohlc_v1", "median_filtered_v1", "reference_rate_v1"),
         help="default MQNODE_PRICE_COMPOSITION_METHOD (volume_weighted_ohlc_v1)",
     )
     compose.add_argument("--start", help="first bucket (ISO time; default: the composer checkpoint)")
@@ -496,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-coverage",
         type=float,
         default=0.5,
-        help="median_filtered_v1: smallest share of child candles a venue row needs",
+        help="median_filtered_v1, reference_rate_v1: smallest share of child candles a venue row needs",
     )
     compose.add_argument(
         "--follow", action="store_true", help="keep composing: on new blocks / venue rows, and on a timer"

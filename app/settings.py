@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# The canonical price's composition methods (core.btc_price_composition_10m; docs/data-contract.md, Prices).
+COMPOSITION_METHODS = ("volume_weighted_ohlc_v1", "median_filtered_v1", "reference_rate_v1")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -123,7 +125,8 @@ class Settings:
         default="volume_weighted_ohlc_v1",
         metadata={
             "env": "MQNODE_PRICE_COMPOSITION_METHOD",
-            "doc": "default of `mqnode prices compose --method` (volume_weighted_ohlc_v1 or median_filtered_v1)",
+            "doc": "default of `mqnode prices compose --method`"
+            " (volume_weighted_ohlc_v1, median_filtered_v1 or reference_rate_v1)",
         },
     )
     run_lanes: str = field(
@@ -222,8 +225,8 @@ class Settings:
         settings = cls(**values)
         if settings.btc_getblock_verbosity not in (2, 3):
             raise ValueError("MQNODE_BTC_GETBLOCK_VERBOSITY must be 2 or 3")
-        if settings.price_composition_method not in ("volume_weighted_ohlc_v1", "median_filtered_v1"):
-            raise ValueError("MQNODE_PRICE_COMPOSITION_METHOD must be volume_weighted_ohlc_v1 or median_filtered_v1")
+        if settings.price_composition_method not in COMPOSITION_METHODS:
+            raise ValueError("MQNODE_PRICE_COMPOSITION_METHOD must be one of " + ", ".join(COMPOSITION_METHODS))
         if settings.db_write_method not in ("auto", "copy", "insert"):
             raise ValueError("MQNODE_DB_WRITE_METHOD must be auto, copy or insert")
         return settings

@@ -3,7 +3,8 @@ rollups -> metrics. Deterministic, two days and a bit, for tests of the read pat
 
 Blocks: one every 9 minutes of header time from 2024-01-01 00:00 UTC (median time 3 minutes earlier),
 heights 1..N after genesis, each with a coinbase and `tx_per_block` paying known fees. Venues: bitstamp
-and coinbase report every bucket except every 7th (gaps), okx every third bucket 1% higher; bucket 5 has
+and coinbase report every bucket except every 7th (gaps), okx (quoted in USDT, at a USDT/USD of exactly 1
+from bitstamp usdtusd) every third bucket 1% higher; bucket 5 has
 no venue at all.
 """
 
@@ -57,6 +58,14 @@ def venue_rows(conn: psycopg.Connection, buckets: int) -> None:
                     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'complete', 'rest_child_candles', 10, 10)",
                     (b, symbol, o, c + 20, o - 20, c, 1 + n % 4, (1 + n % 4) * c, b + timedelta(minutes=11)),
                 )
+            if n % 3 == 0:  # okx quotes USDT: the direct USDT/USD market (bitstamp usdtusd) at exactly 1 USD
+                cur.execute(
+                    "INSERT INTO core.bitstamp_price_10m (bucket_start_utc, symbol, open_price_usd, high_price_usd,"
+                    " low_price_usd, close_price_usd, volume_btc, source_updated_at, quality_status, data_source_mode)"
+                    " VALUES (%s, 'usdtusd', 1, 1, 1, 1, 1000, %s, 'complete', 'rest_child_candles')",
+                    (b, b + timedelta(minutes=11)),
+                )
+        cur.execute("UPDATE core.mq_price_source_registry SET enabled = true WHERE source_name = 'bitstamp_usdtusd'")
 
 
 def populate(url: str, blocks: int = 340) -> None:

@@ -280,3 +280,39 @@ def test_reference_rate_v1_slices_on_handmade_candles(db_url):
     # coinbase: gap
     assert b2[1] == D(304) and b2[2] == ["bitfinex", "bitstamp"]
     assert [(e["source"], e["reason"].split(":")[0]) for e in b2[4]] == [("coinbase", "gap")]
+
+
+def test_api_composes_any_method_on_request_for_comparison(db_url):
+    from litestar.testing import TestClient
+
+    from app.api.app import create_app
+    from tests.test_prices_sql import T0, handmade_venues, seed
+
+    with psycopg.connect(db_url) as conn:
+        seed(conn)
+        handmade_venues(conn)
+        with conn.transaction():
+            conn.execute("SELECT * FROM core.compose_btc_price_10m('volume_weighted_ohlc_v1')")
+    window = {"start": T0.isoformat(), "end": (T0 + timedelta(hours=2)).isoformat()}
+    with TestClient(app=create_app(db_url, None)) as client:
+        stored = client.get("/api/v1/btc/price/canonical", params=window).json()["items"]
+        median = client.get("/api/v1/btc/price/canonical", params={**window, "method": "median_filtered_v1"})
+        assert median.status_code == 200, median.text
+        rows = {r["bucket_start_utc"]: r for r in median.json()["items"]}
+        # bucket 4: the stored v1 counts binance's outlier, median_filtered_v1 leaves it out
+        b4 = (T0 + timedelta(minutes=40)).isoformat().replace("+00:00", "Z")
+        stored_b4 = next(r for r in stored if r["bucket_start_utc"] == b4)
+        assert stored_b4["composition_method"] == "volume_weighted_ohlc_v1" and "binance" in stored_b4["source_names"]
+        assert rows[b4]["composition_method"] == "median_filtered_v1" and rows[b4]["close_price_usd"] == "100.50000000"
+        assert [e["source"] for e in rows[b4]["excluded_sources"]] == ["binance"]
+        # paging with a cursor continues the same method's listing
+        first = client.get("/api/v1/btc/price/canonical", params={**window, "method": "median_filtered_v1", "limit": 2})
+        cursor = first.json()["next_cursor"]
+        second = client.get(
+            "/api/v1/btc/price/canonical",
+            params={**window, "method": "median_filtered_v1", "limit": 2, "cursor": cursor},
+        ).json()["items"]
+        assert [r["bucket_start_utc"] for r in first.json()["items"] + second] == sorted(rows)[:4]
+        for bad in ({"method": "median_filtered_v1"}, {**window, "method": "median_filtered_v1", "interval": "1h"}):
+            assert client.get("/api/v1/btc/price/canonical", params=bad).status_code == 400
+        assert client.get("/api/v1/btc/price/canonical", params={**window, "method": "mean"}).status_code == 400

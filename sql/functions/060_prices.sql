@@ -255,8 +255,10 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE
 -- Bulk equi-joins over CTEs whose row estimates collapse to 1 (filters on computed columns): a nested
--- loop there is quadratic in the range (minutes for three weeks), a hash join linear.
+-- loop there is quadratic in the range (minutes for three weeks), a hash join linear. The disabled
+-- nested loops' cost would switch JIT on (seconds of compilation for a query of milliseconds): off.
 SET enable_nestloop = off
+SET jit = off
 AS $$
     WITH listed AS (
         SELECT
@@ -397,6 +399,7 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE
 SET enable_nestloop = off  -- see core.stablecoin_usd_rate_10m
+SET jit = off
 AS $$
     WITH rates AS (
         SELECT r.* FROM core.stablecoin_usd_rate_10m(p_from, p_to) AS r
