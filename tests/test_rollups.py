@@ -212,6 +212,13 @@ def test_upstream_rewrites_reach_rollups_and_metrics(db_url):
             "volume_btc": "2",
             "quality_status": "complete",
         }
+        with conn.transaction():  # Binance quotes USDT: its bucket needs a USDT/USD rate (else: no_usd_rate)
+            conn.execute(
+                "INSERT INTO core.bitstamp_price_10m (bucket_start_utc, symbol, open_price_usd, high_price_usd,"
+                " low_price_usd, close_price_usd, volume_btc, source_updated_at, quality_status, data_source_mode)"
+                " VALUES (%s, 'usdtusd', 1, 1, 1, 1, 1000, %s, 'complete', 'rest_child_candles')",
+                (late, late + timedelta(minutes=11)),
+            )
         upsert_rows(conn, [validate_row(row, 0)])
         with conn.transaction():
             (start,) = conn.execute("SELECT from_bucket FROM core.compose_btc_price_10m()").fetchone()
