@@ -84,6 +84,15 @@ class ServerDatabases:
                     if attempt == 49:
                         raise
                     time.sleep(0.1)
+            # CREATE DATABASE ... TEMPLATE copies no ALTER DATABASE ... SET (search_path, timezone): copy them.
+            settings = conn.execute(
+                "SELECT unnest(s.setconfig) FROM pg_db_role_setting AS s JOIN pg_database AS d"
+                " ON d.oid = s.setdatabase WHERE d.datname = %s AND s.setrole = 0",
+                (f"{TEMPLATE}_{os.getpid()}",),
+            ).fetchall()
+            for (setting,) in settings:
+                key, _, value = setting.partition("=")
+                conn.execute(f'ALTER DATABASE "{name}" SET {key} = {value}')
         return self.url_of(name)
 
     def drop(self, url: str) -> None:

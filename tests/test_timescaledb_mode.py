@@ -100,3 +100,22 @@ def test_require_timescaledb_is_a_boolean():
     )
     assert done.returncode != 0
     assert "MQNODE_REQUIRE_TIMESCALEDB must be true or false" in done.stderr
+
+
+def test_upgrade_restores_the_database_settings_of_a_copy(pg_server):
+    """A database copied (or restored) under another name has lost ALTER DATABASE ... SET: upgrade restores it."""
+    template = f"mqnode_template_{os.getpid()}"
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        conn.execute('DROP DATABASE IF EXISTS "mqnode_copied" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "mqnode_copied" TEMPLATE "{template}"')
+    url = pg_server.url_of("mqnode_copied")
+    try:
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SHOW search_path").fetchone()[0] == '"$user", public'
+        done = db_upgrade(url)
+        assert done.returncode == 0, done.stderr
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SHOW search_path").fetchone()[0] == '"$user", public, raw, core, api'
+            assert conn.execute("SHOW timezone").fetchone()[0] == "UTC"
+    finally:
+        pg_server.drop(url)
