@@ -98,13 +98,16 @@ def test_exact_rows_on_handmade_data(db_url):
         ]  # fmt: skip
         assert rows(conn, "btc_fee_metrics_10m") == [
             # 2 tx, fees 1000/2000 at 10/5 sat/vB: mean 1500, median 1500, feerate 3000/500 = 6, median 7.5
+            # fee p10/p25/p75/p90 at ranks ceil(2p) = 1, 1, 2, 2; Core feerates 5 (1600 WU), 10 (400 WU):
+            # cumulative 1600 reaches 10/25/75 % of 2000 WU, 90 % (1800) needs the 10.
             (b0, 2, 3000, D("1500.00000000"), D("1500.00000000"), 2, D("6.00000000"), D("7.50000000"),
              D("5.00000000"), D("10.00000000"), D("0.00000060"), D(40000), D("1.20000000"), D("0.60000000"),
-             D("0.60000000")),
-            (b1, 0, 0, None, None, 0, None, None, None, None, None, None, None, None, None),
+             D("0.60000000"), 1000, 1000, 2000, 2000, 5, 5, 5, 10),
+            (b1, 0, 0, None, None, 0, None, None, None, None, None, None, None, None, None,
+             None, None, None, None, None, None, None, None),
             (b2, 1, 500, D("500.00000000"), D("500.00000000"), 1, D("2.00000000"), D("2.00000000"),
              D("2.00000000"), D("2.00000000"), D("0.00000010"), D(41000), D("0.20500000"), D("0.20500000"),
-             D("0.20500000")),
+             D("0.20500000"), 500, 500, 500, 500, 2, 2, 2, 2),
         ]  # fmt: skip
         assert rows(conn, "btc_hash_rate_10m") == [
             # difficulty 2 x 2^32 / 600 s; an empty bucket has no estimate
@@ -121,11 +124,13 @@ def test_exact_rows_on_handmade_data(db_url):
             (b0, 2, 100 * BTC + 3500, 100 * BTC, 3500, D("0.00000035"), D(41000), D("4100001.43500000"),
              D("4100000.00000000"), D("1.43500000"))
         ]  # fmt: skip
-        # Median of the hour's fees 500, 1000, 2000 = 1000, of its feerates 2, 5, 10 = 5 (from transactions).
+        # Median of the hour's fees 500, 1000, 2000 = 1000, of its feerates 2, 5, 10 = 5 (merged from the two
+        # blocks' fee facts). Fee percentiles at ranks ceil(3p) = 1, 1, 3, 3; Core feerates 2 (1000 WU),
+        # 5 (1600 WU), 10 (400 WU): cumulative 1000 / 2600 / 3000 against 300, 750, 2250, 2700.
         assert rows(conn, "btc_fee_metrics_1h") == [
             (b0, 3, 3500, D("1166.66666667"), D("1000.00000000"), 3, D("4.66666667"), D("5.00000000"),
              D("2.00000000"), D("10.00000000"), D("0.00000035"), D(41000), D("1.43500000"), D("0.47833333"),
-             D("0.41000000"))
+             D("0.41000000"), 500, 500, 2000, 2000, 2, 2, 5, 10)
         ]  # fmt: skip
         assert rows(conn, "btc_hash_rate_1h") == [(b0, 2, 3600, D("2.50000000"), D("5965232.36"), D("0E-8"))]
         assert rows(conn, "btc_hash_rate_24h") == [(b0, 2, 86400, D("2.50000000"), D("248551.35"), D("0E-8"))]

@@ -1,3 +1,324 @@
+-- core.btc_fee_stats(fees, feerates, core feerates, core weights): fee statistics of a set of fee
+-- observations (non-coinbase transactions with a known fee), the one rule every block, 10m bucket, hour
+-- and day uses (docs/data-contract.md "Fee statistics"), with n observations:
+--   median_fee_sat         mean of the lower and upper middle fee (exact; Core's medianfee truncates it)
+--   fee_pNN_sat            the fee at rank ceil(n x p) in ascending order, p = 1/10, 1/4, 3/4, 9/10 (Core's
+--                          CalculatePercentilesByWeight with every transaction weighing 1)
+--   median_feerate_sat_vb  mean of the lower and upper middle of round(fee / vsize, 8)
+--   min/max_feerate_sat_vb min/max of round(fee / vsize, 8)
+--   feerate_pNN_sat_vb     Bitcoin Core's getblockstats feerate_percentiles: feerates trunc(4 fee / weight)
+--                          (integer sat/vB) in ascending order, each weighing its transaction's weight; the
+--                          first feerate whose cumulative weight reaches the threshold total / 10, total / 4,
+--                          total / 2, total x 3 / 4, total x 9 / 10 (double precision, as Core computes them;
+--                          a threshold never reached takes the last feerate)
+-- Inputs, each SORTED ASCENDING: fees in sat; feerates in units of 10^-8 sat/vB; Core feerates with the
+-- weight paid at each, aligned (one pair per transaction or per distinct feerate; equal feerates may
+-- repeat). core.build_block_fee_facts and core.btc_fee_stats_of_blocks pass them so. All NULL without
+-- observations. Immutable; reads no table.
+CREATE OR REPLACE FUNCTION core.btc_fee_stats(
+    p_fees_sat bigint[],
+    p_feerates_e8 bigint[],
+    p_core_feerates_sat_vb bigint[],
+    p_core_weights_wu bigint[],
+    OUT median_fee_sat numeric,
+    OUT fee_p10_sat bigint,
+    OUT fee_p25_sat bigint,
+    OUT fee_p75_sat bigint,
+    OUT fee_p90_sat bigint,
+    OUT median_feerate_sat_vb numeric,
+    OUT min_feerate_sat_vb numeric,
+    OUT max_feerate_sat_vb numeric,
+    OUT feerate_p10_sat_vb bigint,
+    OUT feerate_p25_sat_vb bigint,
+    OUT feerate_p50_sat_vb bigint,
+    OUT feerate_p75_sat_vb bigint,
+    OUT feerate_p90_sat_vb bigint
+)
+RETURNS record
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+    v_n integer := coalesce(cardinality(p_fees_sat), 0);
+    v_total float8;
+    v_thresholds float8[];
+    v_result bigint[] := ARRAY[NULL, NULL, NULL, NULL, NULL]::bigint[];
+    v_next integer := 1;
+    v_cumulative bigint := 0;
+    v_i integer;
+BEGIN
+    IF v_n > 0 THEN
+        median_fee_sat := round((p_fees_sat[(v_n + 1) / 2] + p_fees_sat[v_n / 2 + 1])::numeric / 2, 8);
+        fee_p10_sat := p_fees_sat[ceil(v_n::float8 / 10.0::float8)::integer];
+        fee_p25_sat := p_fees_sat[ceil(v_n::float8 / 4.0::float8)::integer];
+        fee_p75_sat := p_fees_sat[ceil((v_n::float8 * 3.0::float8) / 4.0::float8)::integer];
+        fee_p90_sat := p_fees_sat[ceil((v_n::float8 * 9.0::float8) / 10.0::float8)::integer];
+    END IF;
+
+    v_n := coalesce(cardinality(p_feerates_e8), 0);
+    IF v_n > 0 THEN
+        median_feerate_sat_vb := round((p_feerates_e8[(v_n + 1) / 2] + p_feerates_e8[v_n / 2 + 1])::numeric / 200000000, 8);
+        min_feerate_sat_vb := round(p_feerates_e8[1]::numeric / 100000000, 8);
+        max_feerate_sat_vb := round(p_feerates_e8[v_n]::numeric / 100000000, 8);
+    END IF;
+
+    -- Core's CalculatePercentilesByWeight over the sorted (feerate, weight) pairs.
+    v_n := coalesce(cardinality(p_core_feerates_sat_vb), 0);
+    IF v_n > 0 THEN
+        SELECT sum(w)::float8 INTO v_total FROM unnest(p_core_weights_wu) AS u (w);
+        v_thresholds := ARRAY[
+            v_total / 10.0::float8, v_total / 4.0::float8, v_total / 2.0::float8,
+            (v_total * 3.0::float8) / 4.0::float8, (v_total * 9.0::float8) / 10.0::float8
+        ];
+        FOR v_i IN 1 .. v_n LOOP
+            v_cumulative := v_cumulative + p_core_weights_wu[v_i];
+            WHILE v_next <= 5 AND v_cumulative::float8 >= v_thresholds[v_next] LOOP
+                v_result[v_next] := p_core_feerates_sat_vb[v_i];
+                v_next := v_next + 1;
+            END LOOP;
+            EXIT WHEN v_next > 5;
+        END LOOP;
+        WHILE v_next <= 5 LOOP
+            v_result[v_next] := p_core_feerates_sat_vb[v_n];
+            v_next := v_next + 1;
+        END LOOP;
+        feerate_p10_sat_vb := v_result[1];
+        feerate_p25_sat_vb := v_result[2];
+        feerate_p50_sat_vb := v_result[3];
+        feerate_p75_sat_vb := v_result[4];
+        feerate_p90_sat_vb := v_result[5];
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION core.btc_fee_stats(bigint[], bigint[], bigint[], bigint[]) IS 'Exact median and percentiles (Bitcoin Core getblockstats rules) of fee observations given as sorted arrays.';
+
+-- core.build_block_fee_facts(p_from, p_to)
+-- The per-transaction fee work of heights p_from..p_to, done once: every stored block of the range gets
+-- one core.btc_block_fee_facts row (empty arrays and NULL statistics without fee observations) with its
+-- observations as sorted arrays, their sums and core.btc_fee_stats of them. A fee observation is a
+-- non-coinbase transaction whose fee the node reported; vsize = coalesce(vsize, ceil(weight / 4)),
+-- weight = coalesce(weight, 4 x size) as everywhere else; a zero vsize or weight has no feerate.
+-- Called by core.build_primitive_block (the loader's batch transaction). Safe to re-run.
+CREATE OR REPLACE FUNCTION core.build_block_fee_facts(p_from bigint, p_to bigint)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_rows integer;
+BEGIN
+    DELETE FROM core.btc_block_fee_facts WHERE height BETWEEN p_from AND p_to;
+
+    INSERT INTO core.btc_block_fee_facts (
+        height, fee_tx_count, fee_total_sat, fee_vsize_total_vb, fee_weight_total_wu,
+        fees_sorted_sat, feerates_sorted_e8, core_feerates_sat_vb, core_feerate_weights_wu,
+        median_fee_sat, fee_p10_sat, fee_p25_sat, fee_p75_sat, fee_p90_sat,
+        median_feerate_sat_vb, min_feerate_sat_vb, max_feerate_sat_vb,
+        feerate_p10_sat_vb, feerate_p25_sat_vb, feerate_p50_sat_vb, feerate_p75_sat_vb, feerate_p90_sat_vb
+    )
+    WITH obs AS (
+        SELECT
+            t.height,
+            t.fee_sat,
+            coalesce(t.vsize, ceil(coalesce(t.weight, 4 * t.size) / 4.0))::bigint AS vsize_vb,
+            coalesce(t.weight, 4 * t.size)::bigint AS weight_wu
+        FROM raw.btc_tx_raw AS t
+        WHERE t.height BETWEEN p_from AND p_to AND NOT t.is_coinbase AND t.fee_sat IS NOT NULL
+    ),
+
+    rated AS (
+        SELECT
+            o.height,
+            o.fee_sat,
+            o.vsize_vb,
+            o.weight_wu,
+            -- round(fee / vsize, 8) x 10^8 in integers (half away from zero, as numeric round does);
+            -- numeric only for fees of 400 BTC or more (their doubled 10^8 multiple would overflow bigint).
+            CASE
+                WHEN o.vsize_vb <= 0 THEN NULL
+                WHEN o.fee_sat < 40000000000 THEN (o.fee_sat * 200000000 + o.vsize_vb) / (2 * o.vsize_vb)
+                ELSE (round(o.fee_sat::numeric / o.vsize_vb, 8) * 100000000)::bigint
+            END AS feerate_e8,
+            CASE WHEN o.weight_wu > 0 THEN (o.fee_sat * 4) / o.weight_wu END AS core_rate
+        FROM obs AS o
+    ),
+
+    per_block AS (
+        SELECT
+            r.height,
+            count(*)::integer AS fee_tx_count,
+            sum(r.fee_sat)::bigint AS fee_total_sat,
+            sum(r.vsize_vb)::bigint AS fee_vsize_total_vb,
+            sum(r.weight_wu)::bigint AS fee_weight_total_wu,
+            array_agg(r.fee_sat ORDER BY r.fee_sat) AS fees_sorted_sat,
+            coalesce(
+                array_agg(r.feerate_e8 ORDER BY r.feerate_e8) FILTER (WHERE r.feerate_e8 IS NOT NULL), '{}'
+            ) AS feerates_sorted_e8
+        FROM rated AS r
+        GROUP BY r.height
+    ),
+
+    core_rates AS (
+        SELECT
+            c.height,
+            array_agg(c.core_rate ORDER BY c.core_rate) AS core_feerates_sat_vb,
+            array_agg(c.weight_wu ORDER BY c.core_rate) AS core_feerate_weights_wu
+        FROM (
+            SELECT
+                r.height,
+                r.core_rate,
+                sum(r.weight_wu)::bigint AS weight_wu
+            FROM rated AS r
+            WHERE r.core_rate IS NOT NULL
+            GROUP BY r.height, r.core_rate
+        ) AS c
+        GROUP BY c.height
+    ),
+
+    facts AS (
+        SELECT
+            b.height,
+            coalesce(pb.fee_tx_count, 0) AS fee_tx_count,
+            coalesce(pb.fee_total_sat, 0) AS fee_total_sat,
+            coalesce(pb.fee_vsize_total_vb, 0) AS fee_vsize_total_vb,
+            coalesce(pb.fee_weight_total_wu, 0) AS fee_weight_total_wu,
+            coalesce(pb.fees_sorted_sat, '{}') AS fees_sorted_sat,
+            coalesce(pb.feerates_sorted_e8, '{}') AS feerates_sorted_e8,
+            coalesce(cr.core_feerates_sat_vb, '{}') AS core_feerates_sat_vb,
+            coalesce(cr.core_feerate_weights_wu, '{}') AS core_feerate_weights_wu
+        FROM raw.btc_blocks_raw AS b
+        LEFT JOIN per_block AS pb ON b.height = pb.height
+        LEFT JOIN core_rates AS cr ON b.height = cr.height
+        WHERE b.height BETWEEN p_from AND p_to
+    )
+
+    SELECT
+        f.height,
+        f.fee_tx_count,
+        f.fee_total_sat,
+        f.fee_vsize_total_vb,
+        f.fee_weight_total_wu,
+        f.fees_sorted_sat,
+        f.feerates_sorted_e8,
+        f.core_feerates_sat_vb,
+        f.core_feerate_weights_wu,
+        s.median_fee_sat,
+        s.fee_p10_sat,
+        s.fee_p25_sat,
+        s.fee_p75_sat,
+        s.fee_p90_sat,
+        s.median_feerate_sat_vb,
+        s.min_feerate_sat_vb,
+        s.max_feerate_sat_vb,
+        s.feerate_p10_sat_vb,
+        s.feerate_p25_sat_vb,
+        s.feerate_p50_sat_vb,
+        s.feerate_p75_sat_vb,
+        s.feerate_p90_sat_vb
+    FROM facts AS f
+    CROSS JOIN LATERAL core.btc_fee_stats(
+        f.fees_sorted_sat, f.feerates_sorted_e8, f.core_feerates_sat_vb, f.core_feerate_weights_wu
+    ) AS s;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+COMMENT ON FUNCTION core.build_block_fee_facts(bigint, bigint) IS 'Write core.btc_block_fee_facts for a height range from its transactions (the only fee pass over raw.btc_tx_raw).';
+
+-- core.btc_fee_stats_of_blocks(p_heights): core.btc_fee_stats of the union of the fee observations of
+-- the blocks p_heights (a 10m bucket, an hour, a day), from core.btc_block_fee_facts only: the blocks'
+-- sorted arrays merged (unnest, one sort each). One block: its stored statistics (the same function
+-- over the same arrays, computed at ingest). No block or no observation: no row (callers LEFT JOIN
+-- LATERAL ... ON true and get NULLs). Stable; reads no transaction.
+CREATE OR REPLACE FUNCTION core.btc_fee_stats_of_blocks(p_heights bigint[])
+RETURNS TABLE (
+    median_fee_sat numeric,
+    fee_p10_sat bigint,
+    fee_p25_sat bigint,
+    fee_p75_sat bigint,
+    fee_p90_sat bigint,
+    median_feerate_sat_vb numeric,
+    min_feerate_sat_vb numeric,
+    max_feerate_sat_vb numeric,
+    feerate_p10_sat_vb bigint,
+    feerate_p25_sat_vb bigint,
+    feerate_p50_sat_vb bigint,
+    feerate_p75_sat_vb bigint,
+    feerate_p90_sat_vb bigint
+)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+ROWS 1
+AS $$
+DECLARE
+    v_fees bigint[];
+    v_rates bigint[];
+    v_core_rates bigint[];
+    v_core_weights bigint[];
+BEGIN
+    IF coalesce(cardinality(p_heights), 0) = 0 THEN
+        RETURN;
+    END IF;
+    IF cardinality(p_heights) = 1 THEN
+        RETURN QUERY
+        SELECT
+            f.median_fee_sat,
+            f.fee_p10_sat,
+            f.fee_p25_sat,
+            f.fee_p75_sat,
+            f.fee_p90_sat,
+            f.median_feerate_sat_vb,
+            f.min_feerate_sat_vb,
+            f.max_feerate_sat_vb,
+            f.feerate_p10_sat_vb,
+            f.feerate_p25_sat_vb,
+            f.feerate_p50_sat_vb,
+            f.feerate_p75_sat_vb,
+            f.feerate_p90_sat_vb
+        FROM core.btc_block_fee_facts AS f
+        WHERE f.height = p_heights[1] AND f.fee_tx_count > 0;
+        RETURN;
+    END IF;
+
+    SELECT array_agg(u.fee ORDER BY u.fee) INTO v_fees
+    FROM core.btc_block_fee_facts AS f
+    CROSS JOIN LATERAL unnest(f.fees_sorted_sat) AS u (fee)
+    WHERE f.height = ANY(p_heights);
+    IF v_fees IS NULL THEN
+        RETURN;
+    END IF;
+
+    SELECT array_agg(u.rate ORDER BY u.rate) INTO v_rates
+    FROM core.btc_block_fee_facts AS f
+    CROSS JOIN LATERAL unnest(f.feerates_sorted_e8) AS u (rate)
+    WHERE f.height = ANY(p_heights);
+
+    SELECT array_agg(c.rate ORDER BY c.rate), array_agg(c.weight_wu ORDER BY c.rate)
+    INTO v_core_rates, v_core_weights
+    FROM (
+        SELECT u.rate, u.weight_wu
+        FROM core.btc_block_fee_facts AS f
+        CROSS JOIN LATERAL unnest(f.core_feerates_sat_vb, f.core_feerate_weights_wu) AS u (rate, weight_wu)
+        WHERE f.height = ANY(p_heights)
+    ) AS c;
+
+    RETURN QUERY
+    SELECT
+        s.median_fee_sat,
+        s.fee_p10_sat,
+        s.fee_p25_sat,
+        s.fee_p75_sat,
+        s.fee_p90_sat,
+        s.median_feerate_sat_vb,
+        s.min_feerate_sat_vb,
+        s.max_feerate_sat_vb,
+        s.feerate_p10_sat_vb,
+        s.feerate_p25_sat_vb,
+        s.feerate_p50_sat_vb,
+        s.feerate_p75_sat_vb,
+        s.feerate_p90_sat_vb
+    FROM core.btc_fee_stats(v_fees, v_rates, v_core_rates, v_core_weights) AS s;
+END
+$$;
+COMMENT ON FUNCTION core.btc_fee_stats_of_blocks(bigint[]) IS 'Exact fee median and percentiles of a set of blocks, from their per-block fee facts.';
+
 -- core.build_primitive_block(p_from, p_to)
 -- Computes the reusable per-block facts of heights p_from..p_to from raw.btc_blocks_raw and
 -- raw.btc_tx_raw and upserts them into core.btc_primitive_block; then carries the running supply
@@ -201,6 +522,9 @@ BEGIN
         ) AS s
         WHERE p.height = s.height AND p.cumulative_supply_sat IS DISTINCT FROM s.cumulative_supply_sat;
     END IF;
+
+    -- The block's fee observations, once (core.btc_block_fee_facts).
+    PERFORM core.build_block_fee_facts(p_from, p_to);
 
     RETURN v_rows;
 END

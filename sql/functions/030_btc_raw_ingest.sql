@@ -10,13 +10,14 @@ BEGIN
     DELETE FROM raw.btc_tx_raw WHERE height BETWEEN p_from AND p_to;
     DELETE FROM raw.btc_blocks_raw WHERE height BETWEEN p_from AND p_to;
     DELETE FROM core.btc_primitive_block WHERE height BETWEEN p_from AND p_to;
+    DELETE FROM core.btc_block_fee_facts WHERE height BETWEEN p_from AND p_to;
 END
 $$;
 
 -- core.finish_block_batch(p_from, p_to): after the loader wrote heights p_from..p_to
 --   1. checks the batch: every height present, transaction rows = tx_count, each block's parent is
 --      the stored block below it (SQLSTATE MQ001 'chain mismatch' otherwise: the node reorganised);
---   2. builds core.btc_primitive_block for the range;
+--   2. builds core.btc_primitive_block and core.btc_block_fee_facts for the range;
 --   3. moves btc_raw_block_ingestion:block to the top of the contiguous run of stored heights;
 --   4. marks the 10m builder dirty from p_from when it had already passed it (re-ingested range);
 --   5. NOTIFY raw_block_ready (delivered when the transaction commits).

@@ -1,31 +1,446 @@
--- core.build_primitive_10m(p_target, p_max_buckets)
--- Builds the continuous 10-minute backbone core.btc_primitive_10m, set-based, in one statement:
---   start  = the first bucket that can have changed since the checkpoint btc_primitive_10m_builder:10m
---            (last_height = last block included, last_bucket_time = last bucket written): the bucket of
---            the first block above last_height, else last_bucket_time + 10m; the first block's bucket on
---            the first run. core.mark_primitive_10m_dirty rewinds the checkpoint when stored blocks change.
+-- The 10-minute backbone core.btc_primitive_10m, in five parts:
+--   window      core.btc_primitive_10m_window: which buckets a build rewrites, from the checkpoints
+--   flows       core.btc_primitive_10m_flows: per bucket, sums of the blocks' facts
+--   statistics  core.btc_primitive_10m_statistics: per bucket, block intervals and fee statistics
+--   rows        core.btc_primitive_10m_rows: every bucket of the window with flows, carried-forward state,
+--               statistics (NULL when undefined) and price fields, one column per table column
+--   write       core.build_primitive_10m: the UPSERT of those rows, the checkpoint and the NOTIFY
+-- Nothing here reads raw.btc_tx_raw: fee observations come from core.btc_block_fee_facts (written once
+-- per block at ingest, sql/functions/020_btc_primitive_block.sql).
+
+-- core.btc_primitive_10m_window(p_raw_height, p_last_height, p_last_bucket, p_target, p_max_buckets)
+--   start  = the first bucket that can have changed since the builder's checkpoint (p_last_height = last
+--            block included, p_last_bucket = last bucket written): the bucket of the first block above
+--            p_last_height, else p_last_bucket + 10m; the first block's bucket on the first run (NULL
+--            p_last_height). Median time past never decreases with height, so no later block lands earlier.
 --   target = the latest of: bucket of p_target (e.g. now(), to advance an idle timeline), bucket of the
---            highest contiguous block (raw checkpoint), and the last stored 10m row; capped at
---            start + p_max_buckets - 1 when given (large ranges in chunks, each call continuing).
--- Every bucket in [start, target] is written (UPSERT): flow fields summed (0 when empty), state fields
--- carried forward from the last block at or before the bucket, undefined statistics NULL, exact medians
--- from raw.btc_tx_raw, price fields from core.mq_btc_price_10m (NULL when none).
--- The checkpoint moves in the same transaction; NOTIFY primitive_ready is delivered on commit.
--- Returns the range written (nothing when no block is stored). Re-running yields identical rows.
+--            highest contiguous block (p_raw_height, the raw checkpoint), and the last stored 10m row (rows
+--            there are rewritten); capped at start + p_max_buckets - 1 when given.
+--   top_height  = the last block (<= p_raw_height) whose bucket is <= target: the new checkpoint height.
+--   seed_height = the last block before start: the state carried into the first bucket.
+-- No row when there is nothing to build. Reads core.btc_primitive_block and the stored 10m timeline end.
+CREATE OR REPLACE FUNCTION core.btc_primitive_10m_window(
+    p_raw_height bigint,
+    p_last_height bigint,
+    p_last_bucket timestamptz,
+    p_target timestamptz,
+    p_max_buckets integer
+)
+RETURNS TABLE (start_bucket timestamptz, target_bucket timestamptz, top_height bigint, seed_height bigint)
+LANGUAGE sql STABLE
+AS $$
+    WITH start_point AS (
+        SELECT CASE
+            WHEN p_last_height IS NULL THEN (
+                SELECT min(pb.bucket_start_utc) FROM core.btc_primitive_block AS pb WHERE pb.height <= p_raw_height
+            )
+            ELSE least(
+                (SELECT pb.bucket_start_utc FROM core.btc_primitive_block AS pb
+                 WHERE pb.height > p_last_height AND pb.height <= p_raw_height
+                 ORDER BY pb.height LIMIT 1),
+                p_last_bucket + INTERVAL '10 minutes'
+            )
+        END AS start_bucket
+    ),
+
+    end_point AS (
+        SELECT
+            sp.start_bucket,
+            least(
+                greatest(
+                    core.bucket_10m(p_target),
+                    (SELECT pb.bucket_start_utc FROM core.btc_primitive_block AS pb
+                     WHERE pb.height <= p_raw_height ORDER BY pb.height DESC LIMIT 1),
+                    (SELECT max(p.bucket_start_utc) FROM core.btc_primitive_10m AS p)
+                ),
+                sp.start_bucket + (p_max_buckets - 1) * INTERVAL '10 minutes'
+            ) AS target_bucket
+        FROM start_point AS sp
+        WHERE sp.start_bucket IS NOT NULL
+    )
+
+    SELECT
+        e.start_bucket,
+        e.target_bucket,
+        (SELECT max(pb.height) FROM core.btc_primitive_block AS pb
+         WHERE pb.height <= p_raw_height AND pb.bucket_start_utc <= e.target_bucket) AS top_height,
+        (SELECT max(pb.height) FROM core.btc_primitive_block AS pb
+         WHERE pb.height <= p_raw_height AND pb.bucket_start_utc < e.start_bucket) AS seed_height
+    FROM end_point AS e
+    WHERE e.target_bucket >= e.start_bucket
+$$;
+COMMENT ON FUNCTION core.btc_primitive_10m_window(bigint, bigint, timestamptz, timestamptz, integer) IS 'The buckets a 10m build rewrites, its new checkpoint height and the block whose state seeds it.';
+
+-- core.btc_primitive_10m_blocks(p_start, p_target, p_top_height): the blocks of buckets p_start..p_target
+-- up to height p_top_height that count in flows, with their fee facts' sums. The genesis block is state
+-- only (height 0, supply 0): its coinbase is unspendable and no node validates it, and Coin Metrics counts
+-- it in no daily flow either (BlkCnt, BlkSizeByte and IssTotNtv are 0 on 2009-01-03).
+CREATE OR REPLACE FUNCTION core.btc_primitive_10m_blocks(
+    p_start timestamptz, p_target timestamptz, p_top_height bigint
+)
+RETURNS TABLE (
+    bucket_start_utc timestamptz,
+    height bigint,
+    block_time timestamptz,
+    fee_tx_count integer,
+    fee_total_sat bigint,
+    fee_vsize_total_vb bigint,
+    min_feerate_sat_vb numeric,
+    max_feerate_sat_vb numeric
+)
+LANGUAGE sql STABLE
+AS $$
+    SELECT
+        pb.bucket_start_utc,
+        pb.height,
+        pb.block_time,
+        ff.fee_tx_count,
+        ff.fee_total_sat,
+        ff.fee_vsize_total_vb,
+        ff.min_feerate_sat_vb,
+        ff.max_feerate_sat_vb
+    FROM core.btc_primitive_block AS pb
+    INNER JOIN core.btc_block_fee_facts AS ff ON pb.height = ff.height
+    WHERE pb.height > 0 AND pb.height <= p_top_height
+      AND pb.bucket_start_utc BETWEEN p_start AND p_target
+$$;
+COMMENT ON FUNCTION core.btc_primitive_10m_blocks(timestamptz, timestamptz, bigint) IS 'Blocks counted in the flows of a 10m window, with their fee facts sums.';
+
+-- core.btc_primitive_10m_flows(p_start, p_target, p_top_height): per bucket with a counted block, the
+-- sums of its blocks' facts (block count, issuance, fees, sizes, counts, fee observations). Buckets
+-- without one have no row (the rows part writes 0 there).
+CREATE OR REPLACE FUNCTION core.btc_primitive_10m_flows(
+    p_start timestamptz, p_target timestamptz, p_top_height bigint
+)
+RETURNS TABLE (
+    bucket_start_utc timestamptz,
+    block_count integer,
+    issued_sat bigint,
+    fee_sat bigint,
+    miner_revenue_sat bigint,
+    total_out_sat bigint,
+    transferred_sat bigint,
+    tx_count bigint,
+    non_coinbase_tx_count bigint,
+    input_count bigint,
+    output_count bigint,
+    segwit_tx_count bigint,
+    block_size_bytes bigint,
+    block_weight_wu bigint,
+    block_vsize_vb bigint,
+    tx_size_bytes bigint,
+    tx_vsize_vb bigint,
+    sw_size_bytes bigint,
+    sw_weight_wu bigint,
+    fee_obs_n bigint,
+    fee_obs_sat bigint,
+    fee_obs_vsize_vb bigint
+)
+LANGUAGE sql STABLE
+AS $$
+    SELECT
+        pb.bucket_start_utc,
+        count(*)::integer AS block_count,
+        sum(pb.issued_sat)::bigint AS issued_sat,
+        sum(pb.total_fee_sat)::bigint AS fee_sat,
+        sum(pb.miner_revenue_sat)::bigint AS miner_revenue_sat,
+        sum(pb.total_out_sat)::bigint AS total_out_sat,
+        sum(pb.total_out_sat - pb.coinbase_out_sat)::bigint AS transferred_sat,
+        sum(pb.tx_count)::bigint AS tx_count,
+        sum(pb.non_coinbase_tx_count)::bigint AS non_coinbase_tx_count,
+        sum(pb.input_count)::bigint AS input_count,
+        sum(pb.output_count)::bigint AS output_count,
+        sum(pb.segwit_tx_count)::bigint AS segwit_tx_count,
+        sum(pb.block_size_bytes)::bigint AS block_size_bytes,
+        sum(pb.block_weight_wu)::bigint AS block_weight_wu,
+        sum(pb.block_vsize_vb)::bigint AS block_vsize_vb,
+        sum(pb.tx_size_total_bytes)::bigint AS tx_size_bytes,
+        sum(pb.tx_vsize_total_vb)::bigint AS tx_vsize_vb,
+        sum(pb.sw_total_size_bytes)::bigint AS sw_size_bytes,
+        sum(pb.sw_total_weight_wu)::bigint AS sw_weight_wu,
+        sum(ff.fee_tx_count)::bigint AS fee_obs_n,
+        sum(ff.fee_total_sat)::bigint AS fee_obs_sat,
+        sum(ff.fee_vsize_total_vb)::bigint AS fee_obs_vsize_vb
+    FROM core.btc_primitive_block AS pb
+    INNER JOIN core.btc_block_fee_facts AS ff ON pb.height = ff.height
+    WHERE pb.height > 0 AND pb.height <= p_top_height
+      AND pb.bucket_start_utc BETWEEN p_start AND p_target
+    GROUP BY pb.bucket_start_utc
+$$;
+COMMENT ON FUNCTION core.btc_primitive_10m_flows(timestamptz, timestamptz, bigint) IS 'Flow sums per 10m bucket of a build window, from per-block facts.';
+
+-- core.btc_primitive_10m_statistics(p_start, p_target, p_top_height): per bucket with a counted block,
+--   block intervals: between consecutive blocks of the bucket by header time (count, sum, exact median:
+--   mean of the lower and upper middle value);
+--   fees: core.btc_fee_stats_of_blocks over the bucket's blocks with fee observations (the one
+--   computation of a bucket's median fee, feerate median and percentiles), min/max feerate from the
+--   per-block min/max. NULL where undefined (fewer than 2 blocks; no fee observation).
+CREATE OR REPLACE FUNCTION core.btc_primitive_10m_statistics(
+    p_start timestamptz, p_target timestamptz, p_top_height bigint
+)
+RETURNS TABLE (
+    bucket_start_utc timestamptz,
+    interval_n integer,
+    interval_total_sec bigint,
+    interval_median_sec numeric,
+    median_fee_sat numeric,
+    fee_p10_sat bigint,
+    fee_p25_sat bigint,
+    fee_p75_sat bigint,
+    fee_p90_sat bigint,
+    median_feerate_sat_vb numeric,
+    min_feerate_sat_vb numeric,
+    max_feerate_sat_vb numeric,
+    feerate_p10_sat_vb bigint,
+    feerate_p25_sat_vb bigint,
+    feerate_p75_sat_vb bigint,
+    feerate_p90_sat_vb bigint
+)
+LANGUAGE sql STABLE
+AS $$
+    WITH blocks AS (
+        SELECT
+            b.bucket_start_utc,
+            b.height,
+            b.fee_tx_count,
+            b.min_feerate_sat_vb,
+            b.max_feerate_sat_vb,
+            (extract(EPOCH FROM b.block_time)
+             - extract(EPOCH FROM lag(b.block_time) OVER (PARTITION BY b.bucket_start_utc ORDER BY b.height)))::bigint
+                AS interval_sec
+        FROM core.btc_primitive_10m_blocks(p_start, p_target, p_top_height) AS b
+    ),
+
+    per_bucket AS (
+        SELECT
+            b.bucket_start_utc,
+            (count(b.interval_sec))::integer AS interval_n,
+            sum(b.interval_sec)::bigint AS interval_total_sec,
+            round((percentile_disc(0.5) WITHIN GROUP (ORDER BY b.interval_sec)
+                   + percentile_disc(0.5) WITHIN GROUP (ORDER BY b.interval_sec DESC))::numeric / 2, 8)
+                AS interval_median_sec,
+            array_agg(b.height ORDER BY b.height) FILTER (WHERE b.fee_tx_count > 0) AS fee_heights,
+            min(b.min_feerate_sat_vb) AS min_feerate_sat_vb,
+            max(b.max_feerate_sat_vb) AS max_feerate_sat_vb
+        FROM blocks AS b
+        GROUP BY b.bucket_start_utc
+    ),
+
+    -- The fee statistics of a bucket: core.btc_fee_stats_of_blocks over its blocks with observations. For
+    -- the common bucket of one such block that is the block's stored statistics, read here set-based
+    -- (the same values the function returns for one block, without a call per bucket).
+    fee_stats AS (
+        SELECT
+            pb.bucket_start_utc,
+            ff.median_fee_sat,
+            ff.fee_p10_sat,
+            ff.fee_p25_sat,
+            ff.fee_p75_sat,
+            ff.fee_p90_sat,
+            ff.median_feerate_sat_vb,
+            ff.feerate_p10_sat_vb,
+            ff.feerate_p25_sat_vb,
+            ff.feerate_p75_sat_vb,
+            ff.feerate_p90_sat_vb
+        FROM per_bucket AS pb
+        INNER JOIN core.btc_block_fee_facts AS ff ON pb.fee_heights[1] = ff.height
+        WHERE cardinality(pb.fee_heights) = 1
+        UNION ALL
+        SELECT
+            pb.bucket_start_utc,
+            m.median_fee_sat,
+            m.fee_p10_sat,
+            m.fee_p25_sat,
+            m.fee_p75_sat,
+            m.fee_p90_sat,
+            m.median_feerate_sat_vb,
+            m.feerate_p10_sat_vb,
+            m.feerate_p25_sat_vb,
+            m.feerate_p75_sat_vb,
+            m.feerate_p90_sat_vb
+        FROM per_bucket AS pb
+        CROSS JOIN LATERAL core.btc_fee_stats_of_blocks(pb.fee_heights) AS m
+        WHERE cardinality(pb.fee_heights) > 1
+    )
+
+    SELECT
+        pb.bucket_start_utc,
+        pb.interval_n,
+        coalesce(pb.interval_total_sec, 0) AS interval_total_sec,
+        pb.interval_median_sec,
+        fs.median_fee_sat,
+        fs.fee_p10_sat,
+        fs.fee_p25_sat,
+        fs.fee_p75_sat,
+        fs.fee_p90_sat,
+        fs.median_feerate_sat_vb,
+        pb.min_feerate_sat_vb,
+        pb.max_feerate_sat_vb,
+        fs.feerate_p10_sat_vb,
+        fs.feerate_p25_sat_vb,
+        fs.feerate_p75_sat_vb,
+        fs.feerate_p90_sat_vb
+    FROM per_bucket AS pb
+    LEFT JOIN fee_stats AS fs ON pb.bucket_start_utc = fs.bucket_start_utc
+$$;
+COMMENT ON FUNCTION core.btc_primitive_10m_statistics(timestamptz, timestamptz, bigint) IS 'Block-interval and fee statistics per 10m bucket of a build window, from per-block facts.';
+
+-- core.btc_primitive_10m_rows(p_start, p_target, p_top_height, p_seed_height): the rows of
+-- core.btc_primitive_10m for every bucket p_start..p_target (in the table's column order): flows summed
+-- (0 when empty), state carried forward from the last block at or before the bucket (p_seed_height
+-- before the first block of the window), undefined statistics NULL, price fields from
+-- core.mq_btc_price_10m (NULL when none). Reads only the window's blocks, their fee facts and prices.
+CREATE OR REPLACE FUNCTION core.btc_primitive_10m_rows(
+    p_start timestamptz, p_target timestamptz, p_top_height bigint, p_seed_height bigint
+)
+RETURNS SETOF core.btc_primitive_10m
+LANGUAGE sql STABLE
+AS $$
+    WITH state_heights AS (
+        SELECT
+            pb.bucket_start_utc,
+            max(pb.height) AS top_height
+        FROM core.btc_primitive_block AS pb
+        WHERE pb.height <= p_top_height AND pb.bucket_start_utc BETWEEN p_start AND p_target
+        GROUP BY pb.bucket_start_utc
+    ),
+
+    timeline AS (
+        SELECT
+            g.bucket_start_utc,
+            -- Heights rise with buckets, so the running max is the last block at or before the bucket.
+            coalesce(max(sh.top_height) OVER (ORDER BY g.bucket_start_utc), p_seed_height) AS state_height
+        FROM generate_series(p_start, p_target, INTERVAL '10 minutes') AS g (bucket_start_utc)
+        LEFT JOIN state_heights AS sh ON g.bucket_start_utc = sh.bucket_start_utc
+    ),
+
+    flows AS (
+        SELECT
+            tl.bucket_start_utc,
+            tl.state_height,
+            coalesce(fl.block_count, 0) AS block_count,
+            coalesce(fl.issued_sat, 0) AS issued_sat,
+            coalesce(fl.fee_sat, 0) AS fee_sat,
+            coalesce(fl.miner_revenue_sat, 0) AS miner_revenue_sat,
+            coalesce(fl.total_out_sat, 0) AS total_out_sat,
+            coalesce(fl.transferred_sat, 0) AS transferred_sat,
+            coalesce(fl.tx_count, 0) AS tx_count,
+            coalesce(fl.non_coinbase_tx_count, 0) AS non_coinbase_tx_count,
+            coalesce(fl.input_count, 0) AS input_count,
+            coalesce(fl.output_count, 0) AS output_count,
+            coalesce(fl.segwit_tx_count, 0) AS segwit_tx_count,
+            coalesce(fl.block_size_bytes, 0) AS block_size_bytes,
+            coalesce(fl.block_weight_wu, 0) AS block_weight_wu,
+            coalesce(fl.block_vsize_vb, 0) AS block_vsize_vb,
+            coalesce(fl.tx_size_bytes, 0) AS tx_size_bytes,
+            coalesce(fl.tx_vsize_vb, 0) AS tx_vsize_vb,
+            coalesce(fl.sw_size_bytes, 0) AS sw_size_bytes,
+            coalesce(fl.sw_weight_wu, 0) AS sw_weight_wu,
+            coalesce(fl.fee_obs_n, 0) AS fee_obs_n,
+            coalesce(fl.fee_obs_sat, 0) AS fee_obs_sat,
+            coalesce(fl.fee_obs_vsize_vb, 0) AS fee_obs_vsize_vb
+        FROM timeline AS tl
+        LEFT JOIN core.btc_primitive_10m_flows(p_start, p_target, p_top_height) AS fl
+            ON tl.bucket_start_utc = fl.bucket_start_utc
+    )
+
+    SELECT
+        f.bucket_start_utc,
+        f.block_count,
+        f.issued_sat AS issued_sat_10m,
+        f.fee_sat AS fees_sat_10m,
+        f.fee_sat AS total_fee_sat_10m,
+        f.miner_revenue_sat AS miner_revenue_sat_10m,
+        f.total_out_sat AS total_out_sat_10m,
+        f.transferred_sat AS transferred_sat_10m,
+        round(f.transferred_sat::numeric / 100000000, 8)::numeric(24, 8) AS transferred_btc_10m,
+        f.tx_count AS tx_count_10m,
+        f.non_coinbase_tx_count AS non_coinbase_tx_count_10m,
+        f.input_count AS input_count_10m,
+        f.output_count AS output_count_10m,
+        f.segwit_tx_count AS segwit_tx_count_10m,
+        f.block_size_bytes AS block_size_total_bytes_10m,
+        f.block_weight_wu AS block_weight_total_wu_10m,
+        f.block_vsize_vb AS block_vsize_total_vb_10m,
+        f.tx_size_bytes AS tx_size_total_bytes_10m,
+        f.tx_vsize_vb AS tx_vsize_total_vb_10m,
+        f.sw_size_bytes AS sw_total_size_bytes_10m,
+        f.sw_weight_wu AS sw_total_weight_wu_10m,
+        f.output_count - f.input_count AS utxo_increase_10m,
+        f.output_count AS created_output_count_10m,
+        f.input_count AS spent_output_count_10m,
+        round(f.tx_count::numeric / 600, 8) AS tx_rate_per_sec_10m,
+        f.fee_obs_n AS fee_observed_tx_count_10m,
+        f.fee_obs_sat AS fee_observed_sat_10m,
+        f.fee_obs_vsize_vb AS fee_observed_vsize_vb_10m,
+        coalesce(st.interval_n, 0) AS block_interval_count_10m,
+        coalesce(st.interval_total_sec, 0) AS block_interval_sum_sec_10m,
+        s.cumulative_supply_sat AS supply_total_sat,
+        s.difficulty AS difficulty_last,
+        s.chainwork AS chainwork_last,
+        s.height AS best_block_height_last,
+        core.btc_halving_epoch(s.height) AS halving_epoch,
+        CASE WHEN st.interval_n > 0 THEN round(st.interval_total_sec::numeric / st.interval_n, 8) END
+            AS block_interval_mean_sec_10m,
+        st.interval_median_sec AS block_interval_median_sec_10m,
+        CASE WHEN f.non_coinbase_tx_count > 0 THEN round(f.fee_sat::numeric / f.non_coinbase_tx_count, 8) END
+            AS avg_fee_sat_10m,
+        st.median_fee_sat AS median_fee_sat_10m,
+        CASE WHEN f.fee_obs_vsize_vb > 0 THEN round(f.fee_obs_sat::numeric / f.fee_obs_vsize_vb, 8) END
+            AS avg_feerate_sat_vb_10m,
+        st.min_feerate_sat_vb AS min_feerate_sat_vb_10m,
+        st.max_feerate_sat_vb AS max_feerate_sat_vb_10m,
+        CASE WHEN f.non_coinbase_tx_count > 0 THEN round(f.segwit_tx_count::numeric / f.non_coinbase_tx_count, 8) END
+            AS segwit_share_10m,
+        CASE WHEN f.tx_count > 0 THEN round(f.tx_size_bytes::numeric / f.tx_count, 8) END AS tx_size_mean_bytes_10m,
+        CASE WHEN f.block_count > 0 THEN round(f.block_size_bytes::numeric / f.block_count, 8) END
+            AS block_size_mean_bytes_10m,
+        CASE WHEN f.block_count > 0 THEN round(f.block_weight_wu::numeric / f.block_count, 8) END
+            AS block_weight_mean_wu_10m,
+        CASE WHEN f.block_count > 0 THEN round(f.miner_revenue_sat::numeric / f.block_count, 8) END
+            AS block_reward_sat_avg,
+        pr.open_price_usd,
+        pr.high_price_usd,
+        pr.low_price_usd,
+        pr.close_price_usd,
+        core.sat_to_usd(s.cumulative_supply_sat, pr.close_price_usd) AS market_cap_usd,
+        st.median_feerate_sat_vb AS median_feerate_sat_vb_10m,
+        st.fee_p10_sat AS fee_p10_sat_10m,
+        st.fee_p25_sat AS fee_p25_sat_10m,
+        st.fee_p75_sat AS fee_p75_sat_10m,
+        st.fee_p90_sat AS fee_p90_sat_10m,
+        st.feerate_p10_sat_vb AS feerate_p10_sat_vb_10m,
+        st.feerate_p25_sat_vb AS feerate_p25_sat_vb_10m,
+        st.feerate_p75_sat_vb AS feerate_p75_sat_vb_10m,
+        st.feerate_p90_sat_vb AS feerate_p90_sat_vb_10m
+    FROM flows AS f
+    LEFT JOIN core.btc_primitive_10m_statistics(p_start, p_target, p_top_height) AS st
+        ON f.bucket_start_utc = st.bucket_start_utc
+    LEFT JOIN core.btc_primitive_block AS s ON f.state_height = s.height
+    LEFT JOIN core.mq_btc_price_10m AS pr ON f.bucket_start_utc = pr.bucket_start_utc
+$$;
+COMMENT ON FUNCTION core.btc_primitive_10m_rows(timestamptz, timestamptz, bigint, bigint) IS 'The btc_primitive_10m rows of a bucket range, computed from per-block facts (no write).';
+
+-- core.build_primitive_10m(p_target, p_max_buckets)
+-- Writes the continuous 10-minute backbone core.btc_primitive_10m, set-based, in one UPSERT: the buckets
+-- of core.btc_primitive_10m_window (from the checkpoint btc_primitive_10m_builder:10m, locked while it
+-- runs) with the rows of core.btc_primitive_10m_rows. The checkpoint moves in the same transaction,
+-- rollups and metrics are rewound to the first bucket written, NOTIFY primitive_ready is delivered on
+-- commit. Returns the range written (nothing when no block is stored). Re-running yields identical rows.
 CREATE OR REPLACE FUNCTION core.build_primitive_10m(
     p_target timestamptz DEFAULT NULL,
     p_max_buckets integer DEFAULT NULL
 )
 RETURNS TABLE (from_bucket timestamptz, to_bucket timestamptz, bucket_count integer, last_height bigint)
 LANGUAGE plpgsql VOLATILE
+-- A build is a short statement over per-block facts: compiling it with JIT (which the planner's
+-- estimates of the helper functions' row counts can trigger) costs far more than running it.
+SET jit = off
 AS $$
 DECLARE
     v_cp record;
     v_raw_height bigint;
-    v_start timestamptz;
-    v_target timestamptz;
-    v_top_height bigint;
-    v_seed_height bigint;
+    v_window record;
     v_rows integer;
 BEGIN
     SELECT c.last_height INTO v_raw_height
@@ -40,278 +455,17 @@ BEGIN
     WHERE c.chain = 'btc' AND c.component = 'btc_primitive_10m_builder' AND c."interval" = '10m'
     FOR UPDATE;
 
-    -- Rewrite from the first bucket that can have changed: the bucket of the first block above the
-    -- checkpoint height (median time never decreases, so no later block lands earlier), or the bucket
-    -- after the last one written when no new block is there.
-    IF v_cp.last_height IS NULL THEN
-        SELECT min(pb.bucket_start_utc) INTO v_start
-        FROM core.btc_primitive_block AS pb WHERE pb.height <= v_raw_height;
-    ELSE
-        SELECT least(
-            (SELECT pb.bucket_start_utc FROM core.btc_primitive_block AS pb
-             WHERE pb.height > v_cp.last_height AND pb.height <= v_raw_height
-             ORDER BY pb.height LIMIT 1),
-            v_cp.last_bucket_time + INTERVAL '10 minutes'
-        ) INTO v_start;
-    END IF;
-    IF v_start IS NULL THEN
+    SELECT w.start_bucket, w.target_bucket, w.top_height, w.seed_height INTO v_window
+    FROM core.btc_primitive_10m_window(v_raw_height, v_cp.last_height, v_cp.last_bucket_time, p_target, p_max_buckets)
+        AS w;
+    IF NOT FOUND THEN
         RETURN;
     END IF;
 
-    -- Through the latest of: the requested bucket (now() advances an idle timeline), the bucket of the
-    -- highest contiguous block, and the end of the timeline already stored (rows there are rewritten).
-    SELECT greatest(
-        core.bucket_10m(p_target),
-        (SELECT pb.bucket_start_utc FROM core.btc_primitive_block AS pb
-         WHERE pb.height <= v_raw_height ORDER BY pb.height DESC LIMIT 1),
-        (SELECT max(p.bucket_start_utc) FROM core.btc_primitive_10m AS p)
-    ) INTO v_target;
-    IF p_max_buckets IS NOT NULL THEN
-        v_target := least(v_target, v_start + (p_max_buckets - 1) * INTERVAL '10 minutes');
-    END IF;
-    IF v_target < v_start THEN
-        RETURN;
-    END IF;
-
-    SELECT max(pb.height) INTO v_top_height
-    FROM core.btc_primitive_block AS pb
-    WHERE pb.height <= v_raw_height AND pb.bucket_start_utc <= v_target;
-
-    SELECT max(pb.height) INTO v_seed_height
-    FROM core.btc_primitive_block AS pb
-    WHERE pb.height <= v_raw_height AND pb.bucket_start_utc < v_start;
-
-    INSERT INTO core.btc_primitive_10m AS p (
-        bucket_start_utc, block_count, issued_sat_10m, fees_sat_10m, total_fee_sat_10m, miner_revenue_sat_10m,
-        total_out_sat_10m, transferred_sat_10m, transferred_btc_10m, tx_count_10m, non_coinbase_tx_count_10m,
-        input_count_10m, output_count_10m, segwit_tx_count_10m, block_size_total_bytes_10m,
-        block_weight_total_wu_10m, block_vsize_total_vb_10m, tx_size_total_bytes_10m, tx_vsize_total_vb_10m,
-        sw_total_size_bytes_10m, sw_total_weight_wu_10m, utxo_increase_10m, created_output_count_10m,
-        spent_output_count_10m, tx_rate_per_sec_10m, fee_observed_tx_count_10m, fee_observed_sat_10m,
-        fee_observed_vsize_vb_10m, block_interval_count_10m, block_interval_sum_sec_10m,
-        supply_total_sat, difficulty_last, chainwork_last, best_block_height_last, halving_epoch,
-        block_interval_mean_sec_10m, block_interval_median_sec_10m, avg_fee_sat_10m, median_fee_sat_10m,
-        avg_feerate_sat_vb_10m, min_feerate_sat_vb_10m, max_feerate_sat_vb_10m, segwit_share_10m,
-        tx_size_mean_bytes_10m, block_size_mean_bytes_10m, block_weight_mean_wu_10m, block_reward_sat_avg,
-        open_price_usd, high_price_usd, low_price_usd, close_price_usd, market_cap_usd
-    )
-    WITH blocks AS (
-        SELECT pb.*
-        FROM core.btc_primitive_block AS pb
-        WHERE pb.height <= v_top_height
-          AND pb.bucket_start_utc BETWEEN v_start AND v_target
-    ),
-
-    -- Flows count mined blocks. The genesis block is state only (height 0, supply 0): its coinbase is
-    -- unspendable and no node validates it, and Coin Metrics counts it in no daily flow either
-    -- (BlkCnt, BlkSizeByte and IssTotNtv are 0 on 2009-01-03).
-    flow_blocks AS (
-        SELECT b.*
-        FROM blocks AS b
-        WHERE b.height > 0
-    ),
-
-    state_agg AS (
-        SELECT
-            b.bucket_start_utc,
-            max(b.height) AS top_height
-        FROM blocks AS b
-        GROUP BY b.bucket_start_utc
-    ),
-
-    block_agg AS (
-        SELECT
-            b.bucket_start_utc,
-            count(*)::integer AS block_count,
-            sum(b.issued_sat)::bigint AS issued_sat,
-            sum(b.total_fee_sat)::bigint AS fee_sat,
-            sum(b.miner_revenue_sat)::bigint AS miner_revenue_sat,
-            sum(b.total_out_sat)::bigint AS total_out_sat,
-            sum(b.total_out_sat - b.coinbase_out_sat)::bigint AS transferred_sat,
-            sum(b.tx_count)::bigint AS tx_count,
-            sum(b.non_coinbase_tx_count)::bigint AS non_coinbase_tx_count,
-            sum(b.input_count)::bigint AS input_count,
-            sum(b.output_count)::bigint AS output_count,
-            sum(b.segwit_tx_count)::bigint AS segwit_tx_count,
-            sum(b.block_size_bytes)::bigint AS block_size_bytes,
-            sum(b.block_weight_wu)::bigint AS block_weight_wu,
-            sum(b.block_vsize_vb)::bigint AS block_vsize_vb,
-            sum(b.tx_size_total_bytes)::bigint AS tx_size_bytes,
-            sum(b.tx_vsize_total_vb)::bigint AS tx_vsize_vb,
-            sum(b.sw_total_size_bytes)::bigint AS sw_size_bytes,
-            sum(b.sw_total_weight_wu)::bigint AS sw_weight_wu
-        FROM flow_blocks AS b
-        GROUP BY b.bucket_start_utc
-    ),
-
-    -- Intervals between consecutive blocks of the same bucket, by header time.
-    intervals AS (
-        SELECT
-            b.bucket_start_utc,
-            (extract(EPOCH FROM b.block_time)
-             - extract(EPOCH FROM lag(b.block_time) OVER (PARTITION BY b.bucket_start_utc ORDER BY b.height)))::bigint
-                AS interval_sec
-        FROM flow_blocks AS b
-    ),
-
-    interval_agg AS (
-        SELECT
-            i.bucket_start_utc,
-            count(*)::integer AS n,
-            sum(i.interval_sec)::bigint AS total_sec,
-            -- Exact median: mean of the lower and upper middle values (equal when the count is odd).
-            round((percentile_disc(0.5) WITHIN GROUP (ORDER BY i.interval_sec)
-                   + percentile_disc(0.5) WITHIN GROUP (ORDER BY i.interval_sec DESC))::numeric / 2, 8) AS median_sec
-        FROM intervals AS i
-        WHERE i.interval_sec IS NOT NULL
-        GROUP BY i.bucket_start_utc
-    ),
-
-    -- Fee observations: non-coinbase transactions whose fee the node reported.
-    fee_obs AS (
-        SELECT
-            b.bucket_start_utc,
-            t.fee_sat,
-            coalesce(t.vsize, ceil(coalesce(t.weight, 4 * t.size) / 4.0))::bigint AS vsize_vb
-        FROM flow_blocks AS b
-        INNER JOIN raw.btc_tx_raw AS t ON b.height = t.height
-        WHERE NOT t.is_coinbase AND t.fee_sat IS NOT NULL
-    ),
-
-    fee_agg AS (
-        SELECT
-            f.bucket_start_utc,
-            count(*)::bigint AS n,
-            sum(f.fee_sat)::bigint AS fee_sat,
-            sum(f.vsize_vb)::bigint AS vsize_vb,
-            round((percentile_disc(0.5) WITHIN GROUP (ORDER BY f.fee_sat)
-                   + percentile_disc(0.5) WITHIN GROUP (ORDER BY f.fee_sat DESC))::numeric / 2, 8) AS median_fee_sat,
-            min(round(f.fee_sat::numeric / nullif(f.vsize_vb, 0), 8)) AS min_feerate,
-            max(round(f.fee_sat::numeric / nullif(f.vsize_vb, 0), 8)) AS max_feerate
-        FROM fee_obs AS f
-        GROUP BY f.bucket_start_utc
-    ),
-
-    timeline AS (
-        SELECT
-            g.bucket_start_utc,
-            a.block_count,
-            a.issued_sat,
-            a.fee_sat,
-            a.miner_revenue_sat,
-            a.total_out_sat,
-            a.transferred_sat,
-            a.tx_count,
-            a.non_coinbase_tx_count,
-            a.input_count,
-            a.output_count,
-            a.segwit_tx_count,
-            a.block_size_bytes,
-            a.block_weight_wu,
-            a.block_vsize_vb,
-            a.tx_size_bytes,
-            a.tx_vsize_vb,
-            a.sw_size_bytes,
-            a.sw_weight_wu,
-            -- Heights rise with buckets, so the running max is the last block at or before the bucket.
-            coalesce(max(st.top_height) OVER (ORDER BY g.bucket_start_utc), v_seed_height) AS state_height
-        FROM generate_series(v_start, v_target, INTERVAL '10 minutes') AS g (bucket_start_utc)
-        LEFT JOIN block_agg AS a ON g.bucket_start_utc = a.bucket_start_utc
-        LEFT JOIN state_agg AS st ON g.bucket_start_utc = st.bucket_start_utc
-    ),
-
-    flows AS (
-        SELECT
-            tl.bucket_start_utc,
-            tl.state_height,
-            coalesce(tl.block_count, 0) AS block_count,
-            coalesce(tl.issued_sat, 0) AS issued_sat,
-            coalesce(tl.fee_sat, 0) AS fee_sat,
-            coalesce(tl.miner_revenue_sat, 0) AS miner_revenue_sat,
-            coalesce(tl.total_out_sat, 0) AS total_out_sat,
-            coalesce(tl.transferred_sat, 0) AS transferred_sat,
-            coalesce(tl.tx_count, 0) AS tx_count,
-            coalesce(tl.non_coinbase_tx_count, 0) AS non_coinbase_tx_count,
-            coalesce(tl.input_count, 0) AS input_count,
-            coalesce(tl.output_count, 0) AS output_count,
-            coalesce(tl.segwit_tx_count, 0) AS segwit_tx_count,
-            coalesce(tl.block_size_bytes, 0) AS block_size_bytes,
-            coalesce(tl.block_weight_wu, 0) AS block_weight_wu,
-            coalesce(tl.block_vsize_vb, 0) AS block_vsize_vb,
-            coalesce(tl.tx_size_bytes, 0) AS tx_size_bytes,
-            coalesce(tl.tx_vsize_vb, 0) AS tx_vsize_vb,
-            coalesce(tl.sw_size_bytes, 0) AS sw_size_bytes,
-            coalesce(tl.sw_weight_wu, 0) AS sw_weight_wu,
-            coalesce(fa.n, 0) AS fee_obs_n,
-            coalesce(fa.fee_sat, 0) AS fee_obs_sat,
-            coalesce(fa.vsize_vb, 0) AS fee_obs_vsize_vb,
-            fa.median_fee_sat,
-            fa.min_feerate,
-            fa.max_feerate,
-            coalesce(ia.n, 0) AS interval_n,
-            coalesce(ia.total_sec, 0) AS interval_total_sec,
-            ia.median_sec
-        FROM timeline AS tl
-        LEFT JOIN fee_agg AS fa ON tl.bucket_start_utc = fa.bucket_start_utc
-        LEFT JOIN interval_agg AS ia ON tl.bucket_start_utc = ia.bucket_start_utc
-    )
-
-    SELECT
-        f.bucket_start_utc,
-        f.block_count,
-        f.issued_sat,
-        f.fee_sat,
-        f.fee_sat,
-        f.miner_revenue_sat,
-        f.total_out_sat,
-        f.transferred_sat,
-        round(f.transferred_sat::numeric / 100000000, 8),
-        f.tx_count,
-        f.non_coinbase_tx_count,
-        f.input_count,
-        f.output_count,
-        f.segwit_tx_count,
-        f.block_size_bytes,
-        f.block_weight_wu,
-        f.block_vsize_vb,
-        f.tx_size_bytes,
-        f.tx_vsize_vb,
-        f.sw_size_bytes,
-        f.sw_weight_wu,
-        f.output_count - f.input_count,
-        f.output_count,
-        f.input_count,
-        round(f.tx_count::numeric / 600, 8),
-        f.fee_obs_n,
-        f.fee_obs_sat,
-        f.fee_obs_vsize_vb,
-        f.interval_n,
-        f.interval_total_sec,
-        s.cumulative_supply_sat,
-        s.difficulty,
-        s.chainwork,
-        s.height,
-        core.btc_halving_epoch(s.height),
-        CASE WHEN f.interval_n > 0 THEN round(f.interval_total_sec::numeric / f.interval_n, 8) END,
-        f.median_sec,
-        CASE WHEN f.non_coinbase_tx_count > 0 THEN round(f.fee_sat::numeric / f.non_coinbase_tx_count, 8) END,
-        f.median_fee_sat,
-        CASE WHEN f.fee_obs_vsize_vb > 0 THEN round(f.fee_obs_sat::numeric / f.fee_obs_vsize_vb, 8) END,
-        f.min_feerate,
-        f.max_feerate,
-        CASE WHEN f.non_coinbase_tx_count > 0 THEN round(f.segwit_tx_count::numeric / f.non_coinbase_tx_count, 8) END,
-        CASE WHEN f.tx_count > 0 THEN round(f.tx_size_bytes::numeric / f.tx_count, 8) END,
-        CASE WHEN f.block_count > 0 THEN round(f.block_size_bytes::numeric / f.block_count, 8) END,
-        CASE WHEN f.block_count > 0 THEN round(f.block_weight_wu::numeric / f.block_count, 8) END,
-        CASE WHEN f.block_count > 0 THEN round(f.miner_revenue_sat::numeric / f.block_count, 8) END,
-        pr.open_price_usd,
-        pr.high_price_usd,
-        pr.low_price_usd,
-        pr.close_price_usd,
-        core.sat_to_usd(s.cumulative_supply_sat, pr.close_price_usd)
-    FROM flows AS f
-    LEFT JOIN core.btc_primitive_block AS s ON f.state_height = s.height
-    LEFT JOIN core.mq_btc_price_10m AS pr ON f.bucket_start_utc = pr.bucket_start_utc
+    INSERT INTO core.btc_primitive_10m AS p
+    SELECT r.*
+    FROM core.btc_primitive_10m_rows(v_window.start_bucket, v_window.target_bucket, v_window.top_height,
+                                     v_window.seed_height) AS r
     ON CONFLICT (bucket_start_utc) DO UPDATE
     SET block_count = excluded.block_count,
         issued_sat_10m = excluded.issued_sat_10m,
@@ -363,19 +517,30 @@ BEGIN
         high_price_usd = excluded.high_price_usd,
         low_price_usd = excluded.low_price_usd,
         close_price_usd = excluded.close_price_usd,
-        market_cap_usd = excluded.market_cap_usd;
+        market_cap_usd = excluded.market_cap_usd,
+        median_feerate_sat_vb_10m = excluded.median_feerate_sat_vb_10m,
+        fee_p10_sat_10m = excluded.fee_p10_sat_10m,
+        fee_p25_sat_10m = excluded.fee_p25_sat_10m,
+        fee_p75_sat_10m = excluded.fee_p75_sat_10m,
+        fee_p90_sat_10m = excluded.fee_p90_sat_10m,
+        feerate_p10_sat_vb_10m = excluded.feerate_p10_sat_vb_10m,
+        feerate_p25_sat_vb_10m = excluded.feerate_p25_sat_vb_10m,
+        feerate_p75_sat_vb_10m = excluded.feerate_p75_sat_vb_10m,
+        feerate_p90_sat_vb_10m = excluded.feerate_p90_sat_vb_10m;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
 
-    PERFORM core.set_checkpoint('btc', 'btc_primitive_10m_builder', '10m', v_top_height, v_target, 'ok');
-    -- Rollups and metrics redo every period from v_start on.
-    PERFORM core.rewind_checkpoints(ARRAY['rollup\_%', 'btc\_metric\_%'], v_start);
+    PERFORM core.set_checkpoint('btc', 'btc_primitive_10m_builder', '10m', v_window.top_height,
+                                v_window.target_bucket, 'ok');
+    -- Rollups and metrics redo every period from the window's start on.
+    PERFORM core.rewind_checkpoints(ARRAY['rollup\_%', 'btc\_metric\_%'], v_window.start_bucket);
     PERFORM pg_notify('primitive_ready', json_build_object(
-        'from_bucket', v_start, 'to_bucket', v_target, 'last_height', v_top_height)::text);
+        'from_bucket', v_window.start_bucket, 'to_bucket', v_window.target_bucket,
+        'last_height', v_window.top_height)::text);
 
-    from_bucket := v_start;
-    to_bucket := v_target;
+    from_bucket := v_window.start_bucket;
+    to_bucket := v_window.target_bucket;
     bucket_count := v_rows;
-    last_height := v_top_height;
+    last_height := v_window.top_height;
     RETURN NEXT;
 END
 $$;

@@ -222,9 +222,11 @@ COMMENT ON FUNCTION core.metric_miner_revenue(text, timestamptz, timestamptz, te
 
 -- core.metric_fee_metrics: fees of the period's non-coinbase transactions. Total and mean from the
 -- backbone (fees include the coinbase fallback where a block's fees were unknown); the exact median
--- fee and median feerate recomputed from raw.btc_tx_raw for every interval (mean of the lower and
--- upper middle value; NULL without fee observations); min/max feerate; fee share of miner revenue;
--- USD at the period's close.
+-- fee, median feerate and the fee / feerate percentiles p10, p25, p75, p90 (rules: core.btc_fee_stats,
+-- docs/data-contract.md): for 10m the backbone's (computed once, by the 10m builder), for 1h/24h
+-- core.btc_fee_stats_of_blocks over the period's blocks (their per-block fee facts; no transaction is
+-- read); NULL without fee observations. Min/max feerate; fee share of miner revenue; USD at the
+-- period's close.
 CREATE OR REPLACE FUNCTION core.metric_fee_metrics(
     p_interval text, p_from timestamptz, p_to timestamptz, p_output text
 )
@@ -235,52 +237,82 @@ DECLARE
     v_rows bigint;
 BEGIN
     EXECUTE format($sql$
-        WITH obs AS (
+        WITH period_blocks AS (
             SELECT
                 core.period_start($1, pb.bucket_start_utc) AS bucket_start_utc,
-                t.fee_sat,
-                round(t.fee_sat::numeric / nullif(coalesce(t.vsize, ceil(coalesce(t.weight, 4 * t.size) / 4.0)), 0), 8)
-                    AS feerate
+                array_agg(pb.height ORDER BY pb.height) FILTER (WHERE ff.fee_tx_count > 0) AS fee_heights
             FROM core.btc_primitive_block AS pb
-            INNER JOIN raw.btc_tx_raw AS t ON pb.height = t.height
-            WHERE pb.height > 0 AND NOT t.is_coinbase AND t.fee_sat IS NOT NULL
+            INNER JOIN core.btc_block_fee_facts AS ff ON pb.height = ff.height
+            WHERE $1 <> '10m' AND pb.height > 0
               AND pb.bucket_start_utc >= $2 AND pb.bucket_start_utc < $3 + core.period_width($1)
+            GROUP BY core.period_start($1, pb.bucket_start_utc)
         ),
 
-        medians AS (
+        stats AS (
             SELECT
-                o.bucket_start_utc,
-                round((percentile_disc(0.5) WITHIN GROUP (ORDER BY o.fee_sat)
-                       + percentile_disc(0.5) WITHIN GROUP (ORDER BY o.fee_sat DESC))::numeric / 2, 8) AS median_fee,
-                round((percentile_disc(0.5) WITHIN GROUP (ORDER BY o.feerate)
-                       + percentile_disc(0.5) WITHIN GROUP (ORDER BY o.feerate DESC)) / 2, 8) AS median_feerate
-            FROM obs AS o
-            GROUP BY o.bucket_start_utc
+                b.bucket_start_utc,
+                s.median_fee_sat,
+                s.median_feerate_sat_vb,
+                s.fee_p10_sat,
+                s.fee_p25_sat,
+                s.fee_p75_sat,
+                s.fee_p90_sat,
+                s.feerate_p10_sat_vb,
+                s.feerate_p25_sat_vb,
+                s.feerate_p75_sat_vb,
+                s.feerate_p90_sat_vb
+            FROM period_blocks AS b
+            LEFT JOIN LATERAL core.btc_fee_stats_of_blocks(b.fee_heights) AS s ON true
+            UNION ALL
+            SELECT
+                t.bucket_start_utc,
+                t.median_fee_sat_10m AS median_fee_sat,
+                t.median_feerate_sat_vb_10m AS median_feerate_sat_vb,
+                t.fee_p10_sat_10m AS fee_p10_sat,
+                t.fee_p25_sat_10m AS fee_p25_sat,
+                t.fee_p75_sat_10m AS fee_p75_sat,
+                t.fee_p90_sat_10m AS fee_p90_sat,
+                t.feerate_p10_sat_vb_10m AS feerate_p10_sat_vb,
+                t.feerate_p25_sat_vb_10m AS feerate_p25_sat_vb,
+                t.feerate_p75_sat_vb_10m AS feerate_p75_sat_vb,
+                t.feerate_p90_sat_vb_10m AS feerate_p90_sat_vb
+            FROM core.btc_primitive_10m AS t
+            WHERE $1 = '10m' AND t.bucket_start_utc BETWEEN $2 AND $3
         )
 
         INSERT INTO core.%I AS t (
             bucket_start_utc, non_coinbase_tx_count, total_fee_sat, avg_fee_sat, median_fee_sat,
             fee_observed_tx_count, avg_feerate_sat_vb, median_feerate_sat_vb, min_feerate_sat_vb,
-            max_feerate_sat_vb, fee_share_of_revenue, close_price_usd, total_fee_usd, avg_fee_usd, median_fee_usd
+            max_feerate_sat_vb, fee_share_of_revenue, close_price_usd, total_fee_usd, avg_fee_usd, median_fee_usd,
+            fee_p10_sat, fee_p25_sat, fee_p75_sat, fee_p90_sat,
+            feerate_p10_sat_vb, feerate_p25_sat_vb, feerate_p75_sat_vb, feerate_p90_sat_vb
         )
         SELECT
             p.bucket_start_utc,
             p.non_coinbase_tx_count,
-            p.fees_sat,
+            p.fees_sat AS total_fee_sat,
             p.avg_fee_sat,
-            md.median_fee,
+            st.median_fee_sat,
             p.fee_observed_tx_count,
             p.avg_feerate_sat_vb,
-            md.median_feerate,
+            st.median_feerate_sat_vb,
             p.min_feerate_sat_vb,
             p.max_feerate_sat_vb,
-            core.share(p.fees_sat, p.miner_revenue_sat),
+            core.share(p.fees_sat, p.miner_revenue_sat) AS fee_share_of_revenue,
             p.close_price_usd,
-            core.sat_to_usd(p.fees_sat, p.close_price_usd),
-            core.sat_to_usd(p.avg_fee_sat, p.close_price_usd),
-            core.sat_to_usd(md.median_fee, p.close_price_usd)
+            core.sat_to_usd(p.fees_sat, p.close_price_usd) AS total_fee_usd,
+            core.sat_to_usd(p.avg_fee_sat, p.close_price_usd) AS avg_fee_usd,
+            core.sat_to_usd(st.median_fee_sat, p.close_price_usd) AS median_fee_usd,
+            st.fee_p10_sat,
+            st.fee_p25_sat,
+            st.fee_p75_sat,
+            st.fee_p90_sat,
+            st.feerate_p10_sat_vb,
+            st.feerate_p25_sat_vb,
+            st.feerate_p75_sat_vb,
+            st.feerate_p90_sat_vb
         FROM core.btc_priced_periods AS p
-        LEFT JOIN medians AS md ON p.bucket_start_utc = md.bucket_start_utc
+        LEFT JOIN stats AS st ON p.bucket_start_utc = st.bucket_start_utc
         WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
         ON CONFLICT (bucket_start_utc) DO UPDATE
         SET non_coinbase_tx_count = excluded.non_coinbase_tx_count,
@@ -296,13 +328,21 @@ BEGIN
             close_price_usd = excluded.close_price_usd,
             total_fee_usd = excluded.total_fee_usd,
             avg_fee_usd = excluded.avg_fee_usd,
-            median_fee_usd = excluded.median_fee_usd
+            median_fee_usd = excluded.median_fee_usd,
+            fee_p10_sat = excluded.fee_p10_sat,
+            fee_p25_sat = excluded.fee_p25_sat,
+            fee_p75_sat = excluded.fee_p75_sat,
+            fee_p90_sat = excluded.fee_p90_sat,
+            feerate_p10_sat_vb = excluded.feerate_p10_sat_vb,
+            feerate_p25_sat_vb = excluded.feerate_p25_sat_vb,
+            feerate_p75_sat_vb = excluded.feerate_p75_sat_vb,
+            feerate_p90_sat_vb = excluded.feerate_p90_sat_vb
     $sql$, p_output) USING p_interval, p_from, p_to;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     RETURN v_rows;
 END
 $$;
-COMMENT ON FUNCTION core.metric_fee_metrics(text, timestamptz, timestamptz, text) IS 'Fee totals, means, exact medians (from transactions) and feerates per period, sat and USD.';
+COMMENT ON FUNCTION core.metric_fee_metrics(text, timestamptz, timestamptz, text) IS 'Fee totals, means, exact medians and percentiles (from per-block fee facts) and feerates per period, sat and USD.';
 
 -- core.metric_hash_rate: hash rate implied by the blocks of the period: the expected hashes of each
 -- block (difficulty x 2^32) summed, over the period's seconds (H/s; EH/s beside it), and the mean
