@@ -153,3 +153,34 @@ def test_malformed_block_json_writes_nothing(server_url, tmp_path: Path):
             " (SELECT count(*) FROM core.btc_primitive_block), (SELECT count(*) FROM core.sync_checkpoints)"
         ).fetchone()
     assert counts == (0, 0, 0, 0)
+
+
+def test_sigterm_ends_a_long_catch_up_after_its_batch(server_url, synthetic_node):
+    """`mqnode btc listen` asked to stop mid catch-up commits the batch it is in and exits 0, without
+    ingesting to the tip first; the next run resumes from the checkpoint."""
+    env = {
+        **os.environ,
+        **synthetic_node.env(),
+        "MQNODE_DATABASE_URL": server_url,
+        "MQNODE_BTC_BATCH_BLOCKS": "5",
+        "MQNODE_BTC_FETCH_WORKERS": "2",
+        "MQNODE_LOG_LEVEL": "WARNING",
+    }
+    listen = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mqnode")), "btc", "listen"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_until(lambda: raw_checkpoint(server_url) >= 20 or listen.poll() is not None, timeout=120, interval=0.05)
+    listen.send_signal(signal.SIGTERM)
+    _, err = listen.communicate(timeout=120)
+    assert listen.returncode == 0, err
+    stopped_at = raw_checkpoint(server_url)
+    assert 20 <= stopped_at < 299, stopped_at  # stopped at a batch boundary, short of the tip
+    resume = run_backfill(server_url, synthetic_node, "resume")
+    _, err = resume.communicate(timeout=300)
+    assert resume.returncode == 0, err
+    assert raw_checkpoint(server_url) == 299

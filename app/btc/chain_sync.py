@@ -133,8 +133,12 @@ def ingest_range(
     writer: BlockWriter | None = None,
     progress: Progress | None = None,
     after_batch: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> IngestResult:
     """Fetch and write heights start..end in batches (one transaction each).
+
+    ``should_stop`` (a lane's SIGTERM) is asked after every committed batch: a long catch-up then ends
+    at a batch boundary, and the next run resumes from the checkpoint.
 
     Stops early with ``mismatch_at`` set when a block does not extend the stored chain (a reorg);
     the caller resolves it with :func:`resolve_reorg` and calls again. A block the node cannot serve
@@ -186,6 +190,9 @@ def ingest_range(
             next_height = mapped.height + 1
             if len(batch) >= options.batch_blocks or batch_tx >= options.batch_max_tx:
                 flush()
+                if should_stop is not None and should_stop():
+                    log.info("stopping after height %d (asked to stop between batches)", mapped.height)
+                    return result
         flush()
     except ChainMismatchError as exc:
         log.warning("chain mismatch while writing: %s", exc)

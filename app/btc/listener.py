@@ -86,6 +86,7 @@ class ChainListener:
                 # While catching up, build only through the newest block: advancing to now after every
                 # batch would rewrite every bucket between an old block and now again and again.
                 after_batch=self._after_batch,
+                should_stop=self.stop_event.is_set,  # SIGTERM ends a long catch-up after its current batch
             )
             written += result.blocks
             if result.mismatch_at is not None:
