@@ -554,12 +554,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise in lane output
+    from app.btc.rpc import RpcError
     from app.migrations import TimescaleDBRequiredError
 
     try:
         return int(args.func(args) or 0)
     except TimescaleDBRequiredError as exc:  # `db upgrade` and `run`: a clear line, not a traceback
         raise SystemExit(f"mqnode: {exc}") from exc
+    except RpcError as exc:  # one-shot chain commands (backfill, reconcile): the node's answer, in one line
+        raise SystemExit(f"mqnode {args.command}: {type(exc).__name__}: {exc}") from exc
 
 
 if __name__ == "__main__":
