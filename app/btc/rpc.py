@@ -154,6 +154,10 @@ class _QuietAuthServiceProxy(AuthServiceProxy):
         return json.loads(http_response.read().decode("utf8"), parse_float=decimal.Decimal)
 
 
+class NodeNotRunning(ConnectionError):
+    """Core's cookie file is missing: the node is down (retried, and reported, like a refused connection)."""
+
+
 class RpcError(RuntimeError):
     """A Bitcoin Core RPC call failed for good (after retries, or with a non-retryable error)."""
 
@@ -203,6 +207,11 @@ class RpcConfig:
             elif self.cookie_file:
                 try:
                     cookie = Path(self.cookie_file).read_text().strip()
+                except FileNotFoundError as exc:
+                    raise NodeNotRunning(
+                        f"no cookie file {self.cookie_file}: Bitcoin Core writes it at start-up and deletes it"
+                        " on shutdown, so the node is not running"
+                    ) from exc
                 except OSError as exc:
                     raise RpcError("auth", f"cannot read cookie file {self.cookie_file}: {exc}") from exc
                 user, _, password = cookie.partition(":")
