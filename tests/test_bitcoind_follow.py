@@ -31,14 +31,9 @@ bounded and polls for a state (tests/conftest.py wait_until).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,7 +44,8 @@ import pytest
 
 from tests.bitcoind import BitcoinNode
 from tests.chainrows import CHAIN_TABLES
-from tests.conftest import ROOT, free_port, wait_until
+from tests.conftest import free_port, wait_until
+from tests.mqnode_run import MqnodeRun
 from tests.regtest_chain import RegtestChain, run_backfill, running_node, session_chain
 
 pytestmark = pytest.mark.timeout(900)
@@ -85,76 +81,6 @@ def mqnode_env(node: BitcoinNode, db_url: str, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
-
-
-class MqnodeRun:
-    """`mqnode run --lanes ...` as a child process, its output collected."""
-
-    def __init__(self, lanes: str, env: dict[str, str]):
-        self.proc = subprocess.Popen(
-            [MQNODE, "run", "--lanes", lanes],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-
-    def output(self, last: int = 60) -> str:
-        return "\n".join(self.lines[-last:])
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def terminate(self, timeout: float = 120) -> int:
-        """SIGTERM, as an operator stops it; the exit code."""
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
-        self.reader.join(5)
-        return code
-
-    def lane_pid(self, argv_part: str) -> int | None:
-        """The pid of the lane child whose command line holds argv_part (e.g. "btc listen")."""
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid and argv_part in cmdline:
-                return int(entry.name)
-        return None
-
-    @contextlib.contextmanager
-    def chain_lane_paused(self) -> Iterator[None]:
-        """The chain lane stopped (SIGSTOP) for the duration, then continued where it was."""
-        pid = self.lane_pid("btc listen")
-        assert pid is not None, f"no chain lane under mqnode run:\n{self.output()}"
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            os.kill(pid, signal.SIGCONT)
-
-    def __enter__(self) -> MqnodeRun:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.alive():
-            try:
-                self.terminate(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(30)
 
 
 def clean_ingest(node: BitcoinNode, db_url: str, until: datetime) -> None:
@@ -208,7 +134,7 @@ def wait_followed(
 ) -> None:
     def check() -> bool:
         if not run.alive():
-            raise AssertionError(f"mqnode run exited with {run.proc.returncode}:\n{run.output()}")
+            raise AssertionError(f"mqnode run exited with {run.proc.returncode}:\n{run.output(60)}")
         return followed(url, node, built_to)
 
     try:
@@ -219,7 +145,7 @@ def wait_followed(
         state = checkpoint(url, "btc_raw_block_ingestion")
         raise AssertionError(
             f"MQNODE did not follow the node to height {node.rpc('getblockcount')} within {timeout}s;"
-            f" raw checkpoint {state}; mqnode run alive: {run.alive()}\n{run.output()}"
+            f" raw checkpoint {state}; mqnode run alive: {run.alive()}\n{run.output(60)}"
         ) from exc
 
 
@@ -316,7 +242,7 @@ def test_run_follows_mined_blocks_and_reorgs_of_depth_1_to_6(regtest_chain, tmp_
         def mine_live() -> str:
             return node.mine_block(live.pop(0), output=COINBASE_OUTPUTS[0], time=node.tip_time() + spacing)
 
-        with MqnodeRun("chain", mqnode_env(node, server_url)) as run:
+        with MqnodeRun(mqnode_env(node, server_url), "--lanes", "chain") as run:
             wait_followed(server_url, node, run, timeout=FOLLOW_TIMEOUT)
             assert checkpoint(server_url, "btc_raw_block_ingestion")["last_height"] == first_live - 1
             # Blocks mined while it runs: one at a time, then two at once.
@@ -339,7 +265,7 @@ def test_run_follows_mined_blocks_and_reorgs_of_depth_1_to_6(regtest_chain, tmp_
                 # invalidateblock disconnects one block per hold of Core's chain lock, so a listener polling
                 # meanwhile sees tips between the old one and the fork and records the reorg in steps (each
                 # correct). Paused for that one call, the lane sees the node go from its tip to the fork.
-                with run.chain_lane_paused():
+                with run.lane_paused("btc listen"):
                     node.rpc("invalidateblock", orphaned[0])
                 if depth % 2:
                     # Odd depths: the node stays on the shorter chain until MQNODE has followed it back to the
@@ -364,8 +290,8 @@ def test_run_follows_mined_blocks_and_reorgs_of_depth_1_to_6(regtest_chain, tmp_
 
             until = fixed_until(node)
             wait_followed(server_url, node, run, built_to=until)
-            assert run.terminate() == 0, run.output()
-        assert "did not stop" not in run.output()
+            assert run.terminate() == 0, run.output(60)
+        assert "did not stop" not in run.output(60)
         followed_rows = snapshot(server_url, until)
 
         events = reorg_events(server_url)
@@ -407,7 +333,7 @@ def test_run_follows_a_reorg_deeper_than_the_ancestor_window(regtest_chain, tmp_
             branch = other.mine_blocks(depth + 1, spacing=spacing, output=COINBASE_OUTPUTS[1])
             raw_branch = other.batch([("getblock", h, 0) for h in branch])
 
-        with MqnodeRun("chain", mqnode_env(node, server_url)) as run:
+        with MqnodeRun(mqnode_env(node, server_url), "--lanes", "chain") as run:
             wait_followed(server_url, node, run, timeout=FOLLOW_TIMEOUT)
             # Handed over block by block, as from peers; the node switches when the branch has more work.
             for raw in raw_branch:
@@ -416,7 +342,7 @@ def test_run_follows_a_reorg_deeper_than_the_ancestor_window(regtest_chain, tmp_
             wait_followed(server_url, node, run, timeout=120)
             until = fixed_until(node)
             wait_followed(server_url, node, run, built_to=until)
-            assert run.terminate() == 0, run.output()
+            assert run.terminate() == 0, run.output(60)
         followed_rows = snapshot(server_url, until)
         events = reorg_events(server_url)
         assert [e[:7] for e in events] == [
@@ -458,7 +384,7 @@ def test_core_stopped_and_restarted_under_run(regtest_chain, tmp_path, server_ur
     with running_node(regtest_chain, tmp_path / "core") as node:
         spacing = time_budget(node, node.rpc("getblockcount"), 8)
         env = mqnode_env(node, server_url, **env_extra)
-        with MqnodeRun("chain,api", env) as run:
+        with MqnodeRun(env, "--lanes", "chain,api") as run:
             wait_followed(server_url, node, run, timeout=FOLLOW_TIMEOUT)
             node.mine_blocks(2, spacing=spacing)
             wait_followed(server_url, node, run)
@@ -483,7 +409,7 @@ def test_core_stopped_and_restarted_under_run(regtest_chain, tmp_path, server_ur
             try:
                 down = wait_until(outage_in_health, timeout=90, interval=0.5)
             except AssertionError as exc:
-                raise AssertionError(f"health never showed the outage: {api_health(api)}\n{run.output()}") from exc
+                raise AssertionError(f"health never showed the outage: {api_health(api)}\n{run.output(60)}") from exc
             assert down["status"] == "degraded"
             raw_error = next(e for e in down["checkpoints_in_error"] if e["component"] == "btc_raw_block_ingestion")
             lane_error = chain_lane(down)["error"]
@@ -517,8 +443,8 @@ def test_core_stopped_and_restarted_under_run(regtest_chain, tmp_path, server_ur
             assert recovered["last_raw_height"] == stopped_height + 5
             until = fixed_until(node)
             wait_followed(server_url, node, run, built_to=until)
-            assert run.terminate() == 0, run.output()
-        assert "did not stop" not in run.output()
+            assert run.terminate() == 0, run.output(60)
+        assert "did not stop" not in run.output(60)
         assert reorg_events(server_url) == []
         followed_rows = snapshot(server_url, until)
         clean_url = new_server_db()

@@ -12,18 +12,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, free_port, wait_until
+from tests.conftest import free_port, wait_until
 from tests.fake_exchange import FakeExchange
+from tests.mqnode_run import MqnodeRun
 from tests.simnode_proc import SimNodeProcess
 
 LANES = ("chain", "price_ingest", "price_composer", "rollups", "metrics", "api")
@@ -39,49 +36,6 @@ COMPARED = (
     "core.btc_fee_metrics_10m",
     "core.btc_nvt_1h",
 )
-
-
-class RunProcess:
-    """`mqnode run` as a child process, its output collected."""
-
-    def __init__(self, env: dict[str, str]):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "run"],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def lane_pid(self, argv_part: str) -> int | None:
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid and argv_part in cmdline:
-                return int(entry.name)
-        return None
-
-    def terminate(self, timeout: float = 60) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
-        self.reader.join(5)
-        return code
 
 
 def configure_venues(url: str, exchange: FakeExchange, start: datetime) -> None:
@@ -144,7 +98,7 @@ def test_run_supervises_every_lane_end_to_end(server_url):
         "MQNODE_RUN_GRACE_SEC": "30",
     }
     api = f"http://127.0.0.1:{api_port}"
-    run = RunProcess(env)
+    run = MqnodeRun({**os.environ, **env})
     try:
         wait_until(lambda: caught_up(server_url), timeout=180, interval=1)
 
@@ -199,7 +153,7 @@ def test_run_supervises_every_lane_end_to_end(server_url):
         assert all(first[t] for t in COMPARED), [t for t in COMPARED if not first[t]]
 
         # A second run resumes from the checkpoints; rows of closed buckets come out identical.
-        run = RunProcess(env)
+        run = MqnodeRun({**os.environ, **env})
         wait_until(lambda: caught_up(server_url), timeout=120, interval=1)
         wait_until(all_lanes_alive, timeout=60, interval=1)
         assert run.terminate() == 0
