@@ -55,6 +55,7 @@ COMPRESSED = {
     "raw.btc_tx_raw",
     "raw.btc_blocks_raw",
     "core.btc_primitive_block",
+    "core.btc_block_fee_facts",
     "core.btc_primitive_10m",
     "core.mq_btc_price_10m",
     "raw.venue_candles",

@@ -15,7 +15,7 @@
 --                         writers of the table have reached, e.g. ["btc_primitive_10m_builder:10m"]
 -- Frontier = the least of the table's newest time and those checkpoints (the slowest writer). Every
 -- uncompressed chunk whose range ends at or before frontier - keep is compressed, one per transaction.
--- Re-runnable; does nothing on an empty table.
+-- Re-runnable; does nothing on an empty table, or while another run works on the same hypertable.
 CREATE OR REPLACE PROCEDURE core.compress_settled_chunks(job_id integer, config jsonb)
 LANGUAGE plpgsql
 AS $$
@@ -44,6 +44,11 @@ BEGIN
     IF v_frontier IS NULL THEN
         RETURN;
     END IF;
+    -- One run per hypertable at a time: a run started by hand beside the scheduled one would take the
+    -- same chunk's locks in the other order (deadlock); the second run leaves the work to the first.
+    IF NOT pg_try_advisory_lock(hashtext('core.compress_settled_chunks'), v_table::oid::integer) THEN
+        RETURN;
+    END IF;
     FOR v_chunk IN
         SELECT format('%I.%I', ch.chunk_schema, ch.chunk_name) AS chunk
         FROM timescaledb_information.chunks AS ch
@@ -55,6 +60,7 @@ BEGIN
         PERFORM compress_chunk(v_chunk.chunk::regclass, if_not_compressed => TRUE);
         COMMIT;
     END LOOP;
+    PERFORM pg_advisory_unlock(hashtext('core.compress_settled_chunks'), v_table::oid::integer);
 END
 $$;
 COMMENT ON PROCEDURE core.compress_settled_chunks(integer, jsonb) IS  -- noqa: LT01
