@@ -158,13 +158,12 @@ AS $$
         sum(pb.tx_vsize_total_vb)::bigint AS tx_vsize_vb,
         sum(pb.sw_total_size_bytes)::bigint AS sw_size_bytes,
         sum(pb.sw_total_weight_wu)::bigint AS sw_weight_wu,
-        sum(ff.fee_tx_count)::bigint AS fee_obs_n,
-        sum(ff.fee_total_sat)::bigint AS fee_obs_sat,
-        sum(ff.fee_vsize_total_vb)::bigint AS fee_obs_vsize_vb
-    FROM core.btc_primitive_block AS pb
-    INNER JOIN core.btc_block_fee_facts AS ff ON pb.height = ff.height
-    WHERE pb.height > 0 AND pb.height <= p_top_height
-      AND pb.bucket_start_utc BETWEEN p_start AND p_target
+        sum(b.fee_tx_count)::bigint AS fee_obs_n,
+        sum(b.fee_total_sat)::bigint AS fee_obs_sat,
+        sum(b.fee_vsize_total_vb)::bigint AS fee_obs_vsize_vb
+    -- The counted blocks are core.btc_primitive_10m_blocks' (one rule: genesis counts in no flow).
+    FROM core.btc_primitive_10m_blocks(p_start, p_target, p_top_height) AS b
+    INNER JOIN core.btc_primitive_block AS pb ON b.height = pb.height
     GROUP BY pb.bucket_start_utc
 $$;
 COMMENT ON FUNCTION core.btc_primitive_10m_flows(timestamptz, timestamptz, bigint) IS 'Flow sums per 10m bucket of a build window, from per-block facts.';
