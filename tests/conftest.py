@@ -17,6 +17,7 @@ run it on both real servers (skipped on PGlite: several connections, COPY, subpr
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -114,16 +115,23 @@ def start_cluster(prefix: str, settings: dict[str, str] | None = None) -> tuple[
     return server, base
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[ServerDatabases]:
-    server, base = start_cluster("mqnode-pg-")
-    databases = ServerDatabases(server.admin_url, "postgres")
+@contextlib.contextmanager
+def cluster_databases(kind: str, settings: dict[str, str] | None = None) -> Iterator[ServerDatabases]:
+    """A throwaway cluster of ``kind`` with its migrated template, destroyed afterwards."""
+    server, base = start_cluster(f"mqnode-{kind}-", settings)
+    databases = ServerDatabases(server.admin_url, kind)
     try:
         databases.create_template()
         yield databases
     finally:
         server.destroy()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[ServerDatabases]:
+    with cluster_databases("postgres") as databases:
+        yield databases
 
 
 # The real server's settings: preloaded, enough workers for a scheduler per live test database, and a
@@ -211,14 +219,8 @@ def ts_server() -> Iterator[ServerDatabases | TimescaleEngine]:
             databases.drop_template()
         return
     if os.environ.get("MQNODE_TEST_TIMESCALEDB_ENGINE") != "pglite" and timescaledb_server_installed():
-        server, base = start_cluster("mqnode-ts-", TIMESCALEDB_SETTINGS)
-        databases = ServerDatabases(server.admin_url, "timescaledb")
-        try:
-            databases.create_template()
+        with cluster_databases("timescaledb", TIMESCALEDB_SETTINGS) as databases:
             yield databases
-        finally:
-            server.destroy()
-            shutil.rmtree(base, ignore_errors=True)
         return
     engine = TimescaleEngine()
     try:
