@@ -3,8 +3,52 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
+
+
+class StageTimes:
+    """Seconds spent in each stage of a pipeline (RPC fetch, JSON decode, map, write), summed over the
+    threads and processes that ran it; thread-safe. A stage's seconds can exceed the wall time when
+    several threads run it at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seconds: dict[str, float] = {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def merge(self, seconds: dict[str, float]) -> None:
+        for stage, value in seconds.items():
+            self.add(stage, value)
+
+    def take(self) -> dict[str, float]:
+        """The seconds so far, and start again from zero (a worker process hands its times back)."""
+        with self._lock:
+            taken, self.seconds = self.seconds, {}
+        return taken
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - started)
+
+    def line(self, tx: int = 0) -> str:
+        with self._lock:
+            items = list(self.seconds.items())
+        parts = []
+        for stage, seconds in items:
+            rate = f" = {tx / seconds:,.0f} tx/s" if tx and seconds > 0 else ""
+            parts.append(f"{stage} {seconds:,.2f}s{rate}")
+        return " | ".join(parts)
 
 
 class Progress:
@@ -25,6 +69,7 @@ class Progress:
         self.done = 0
         self.tx = 0
         self.started = time.monotonic()
+        self.stages = StageTimes()  # filled by the loader (chain_sync.ingest_range) while it runs
         self._last_draw = 0.0
         self._interactive = self.stream.isatty()
         self._min_interval = min_interval_sec if self._interactive else max(min_interval_sec, 5.0)
@@ -61,3 +106,6 @@ class Progress:
 
     def finish(self) -> None:
         self._draw(final=True)
+        if self.stages.seconds:
+            self.stream.write(f"{self.label} stages (seconds summed over threads): {self.stages.line(self.tx)}\n")
+            self.stream.flush()

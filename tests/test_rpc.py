@@ -197,3 +197,39 @@ def test_single_calls_and_batches_against_bitcoin_core(core_node):
     assert info.value.code == -32601
     assert delays == []  # none of Core's answers is retried
     assert rpc.get_block_hashes([5]) == [expected[5]]
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+def test_iter_blocks_records_stage_seconds(early_node, processes):
+    """The loader's stage times (mqnode btc backfill's last progress line): fetch, decode, map, in threads
+    or summed back from worker processes."""
+    from app.btc.mapper import map_block
+    from app.progress import StageTimes
+
+    rpc = early_node.rpc()
+    rpc.stage_times = StageTimes()
+    mapped = list(
+        rpc.iter_blocks(list(range(100, 160)), verbosity=2, workers=2, transform=map_block, processes=processes)
+    )
+    assert [m.height for m in mapped] == list(range(100, 160))
+    assert set(rpc.stage_times.seconds) == {"rpc_fetch", "json_decode", "map"}
+    assert all(s > 0 for s in rpc.stage_times.seconds.values())
+    rpc.stage_times = None
+    list(rpc.iter_blocks([1, 2], verbosity=2, transform=map_block))  # untimed: nothing recorded anywhere
+
+
+def test_progress_prints_stage_seconds():
+    import io
+
+    from app.progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress("backfill", 10, "blocks", stream=stream)
+    progress.advance(10, 5000)
+    progress.stages.add("rpc_fetch", 2.0)
+    progress.stages.add("rpc_fetch", 0.5)
+    with progress.stages.timed("map"):
+        pass
+    progress.finish()
+    last = stream.getvalue().splitlines()[-1]
+    assert last.startswith("backfill stages (seconds summed over threads): rpc_fetch 2.50s = 2,000 tx/s | map 0.")

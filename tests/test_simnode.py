@@ -238,3 +238,47 @@ def test_chain_option_names_the_network():
 
 def test_recorded_mainnet_chain_reports_main(early_node):
     assert early_node.rpc().call("getblockchaininfo")["chain"] == "main"
+
+
+def test_synthetic_modern_blocks_are_mainnet_like():
+    """What bench/scale.py relies on: full modern blocks with Poisson spacing (0, 1, 2, 3.. per 10 minutes)."""
+    from app.simnode.synthetic import block_spacing
+
+    spacings = [block_spacing(f"1:0:{h}") for h in range(840_000, 844_000)]
+    assert 560 < sum(spacings) / len(spacings) < 640
+    assert 0.33 < sum(s > 600 for s in spacings) / len(spacings) < 0.41  # exponential: e^-1 above the mean
+    slots = [0] * (sum(spacings) // 600 + 1)
+    clock = 0
+    for s in spacings:
+        clock += s
+        slots[clock // 600] += 1
+    share = {k: slots.count(k) / len(slots) for k in range(4)}
+    assert 0.3 < share[0] < 0.45 and 0.3 < share[1] < 0.45 and 0.12 < share[2] < 0.25 and 0.03 < share[3] < 0.1
+
+    chain = SimChain(seed=1, txs_per_block=3000)
+    chain.add_synthetic(3, 840_000)
+    for block in chain.by_height.values():
+        assert 2_700 <= block.n_tx <= 3_300
+        assert 2_000_000 < block.weight <= 4_000_000  # within the consensus limit, as full as mainnet's
+        rendered = json.loads(chain.block_json(block.hash, 2), parse_float=Decimal)
+        rates = sorted(t["fee"] * SAT / t["vsize"] for t in rendered["tx"][1:])
+        assert 5 < rates[len(rates) // 2] < 20  # median feerate in sat/vB
+        assert rates[0] >= 1 and rates[-1] <= 500
+
+
+def test_render_cache_serves_the_same_text(tmp_path):
+    first = SimChain(seed=3, txs_per_block=50, render_dir=tmp_path)
+    first.add_synthetic(3, 100)
+    texts = {h: first.block_json(b.hash, 2) for h, b in first.by_height.items()}
+    assert len(list(tmp_path.glob("*.json"))) == 3
+    second = SimChain(seed=3, txs_per_block=50, render_dir=tmp_path)
+    second.add_synthetic(3, 100)
+    files = sorted(tmp_path.glob("*.json"))
+    for path in files:
+        path.write_bytes(path.read_bytes().replace(b'"confirmations"', b'"confirmations" '))  # served from here
+    for height, block in second.by_height.items():
+        served = second.block_json(block.hash, 2)
+        assert served != texts[height] and json.loads(served) == json.loads(texts[height])
+    second.mine(1)  # a new tip changes confirmations: rendered anew, not the stale file
+    block = second.by_height[100]
+    assert json.loads(second.block_json(block.hash, 2))["confirmations"] == 4

@@ -157,7 +157,11 @@ def ingest_range(
         nonlocal batch, batch_tx
         if not batch:
             return
-        result.checkpoint_height = writer.write_batch(batch)
+        if progress:
+            with progress.stages.timed("write_batch"):  # COPY + core.begin/finish_block_batch, one transaction
+                result.checkpoint_height = writer.write_batch(batch)
+        else:
+            result.checkpoint_height = writer.write_batch(batch)
         result.blocks += len(batch)
         result.transactions += batch_tx
         if progress:
@@ -166,6 +170,9 @@ def ingest_range(
             after_batch(batch[-1].height)
         batch, batch_tx = [], 0
 
+    timed_rpc = progress is not None and rpc.stage_times is None
+    if timed_rpc:
+        rpc.stage_times = progress.stages  # rpc_fetch, json_decode and map seconds of this range
     blocks = rpc.iter_blocks(
         list(range(start, end + 1)),
         options.verbosity,
@@ -206,6 +213,8 @@ def ingest_range(
         raise error from exc
     finally:
         blocks.close()
+        if timed_rpc:
+            rpc.stage_times = None
         if gc_was_enabled:
             gc.enable()
     if result.blocks:

@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from bitcoinrpc.authproxy import USER_AGENT, AuthServiceProxy, EncodeDecimal, JSONRPCException
 
+from app.progress import StageTimes
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class _QuietAuthServiceProxy(AuthServiceProxy):
 
     _next_id = 0
     _id_lock = threading.Lock()
+    stage_times: StageTimes | None = None  # set by BitcoinRpc: rpc_fetch and json_decode seconds of every call
 
     @classmethod
     def _new_ids(cls, count: int = 1) -> range:
@@ -97,6 +99,7 @@ class _QuietAuthServiceProxy(AuthServiceProxy):
     def _post(self, body: str) -> Any:
         url = self._AuthServiceProxy__url
         conn = self._AuthServiceProxy__conn
+        self._sent_at = time.perf_counter()
         conn.request(
             "POST",
             url.path,
@@ -151,7 +154,14 @@ class _QuietAuthServiceProxy(AuthServiceProxy):
             status = f"{http_response.status} {http_response.reason}"
             http_response.read()  # keep the connection usable
             raise JSONRPCException({"code": -342, "message": f"non-JSON HTTP response with '{status}' from server"})
-        return json.loads(http_response.read().decode("utf8"), parse_float=decimal.Decimal)
+        body = http_response.read()
+        received = time.perf_counter()
+        result = json.loads(body.decode("utf8"), parse_float=decimal.Decimal)
+        if self.stage_times is not None:
+            # rpc_fetch: request sent -> whole reply read (the node's work and the transfer); json_decode after it.
+            self.stage_times.add("rpc_fetch", received - getattr(self, "_sent_at", received))
+            self.stage_times.add("json_decode", time.perf_counter() - received)
+        return result
 
 
 class NodeNotRunning(ConnectionError):
@@ -235,6 +245,9 @@ class BitcoinRpc:
         self._local = threading.local()
         self._sleep = sleep
         self._chain: str | None = None
+        # Where calls record their rpc_fetch/json_decode seconds and iter_blocks its transform's ("map");
+        # set by the loader while a Progress is shown (chain_sync.ingest_range), else nothing is timed.
+        self.stage_times: StageTimes | None = None
 
     def _proxy(self) -> _QuietAuthServiceProxy:
         proxy = getattr(self._local, "proxy", None)
@@ -243,11 +256,14 @@ class BitcoinRpc:
             self._local.url = self.config.authenticated_url()
             proxy = _QuietAuthServiceProxy(self._local.url, timeout=self.config.timeout_sec)
             self._local.proxy = proxy
+        proxy.stage_times = self.stage_times
         return proxy
 
     def _method(self, proxy: _QuietAuthServiceProxy, method: str) -> _QuietAuthServiceProxy:
         # AuthServiceProxy.__getattr__ would build a plain AuthServiceProxy; keep the quiet one, same connection.
-        return _QuietAuthServiceProxy(self._local.url, method, self.config.timeout_sec, proxy._AuthServiceProxy__conn)
+        quiet = _QuietAuthServiceProxy(self._local.url, method, self.config.timeout_sec, proxy._AuthServiceProxy__conn)
+        quiet.stage_times = self.stage_times
+        return quiet
 
     def _drop_proxy(self) -> None:
         self._local.proxy = None
@@ -339,18 +355,34 @@ class BitcoinRpc:
                 max_workers=processes,
                 mp_context=multiprocessing.get_context("forkserver"),
                 initializer=_init_fetch_process,
-                initargs=(self.config,),
+                initargs=(self.config, self.stage_times is not None),
             )
             window = processes * 3
 
             def submit(block_hash: str) -> Future:
                 return executor.submit(_fetch_in_process, block_hash, verbosity, transform)
+
+            def result_of(future: Future) -> Any:
+                value, seconds = future.result()
+                if self.stage_times is not None:
+                    self.stage_times.merge(seconds)
+                return value
         else:
             executor = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="getblock")
             window = max(1, workers) * 2
 
+            def fetch(block_hash: str) -> Any:
+                block = self.get_block(block_hash, verbosity)
+                if self.stage_times is None:
+                    return transform(block)
+                with self.stage_times.timed("map"):
+                    return transform(block)
+
             def submit(block_hash: str) -> Future:
-                return executor.submit(lambda: transform(self.get_block(block_hash, verbosity)))
+                return executor.submit(fetch, block_hash)
+
+            def result_of(future: Future) -> Any:
+                return future.result()
 
         pending: list[Future] = []
         hash_queue: list[str] = []
@@ -362,7 +394,7 @@ class BitcoinRpc:
                         hash_queue = self.get_block_hashes(heights[next_index : next_index + hash_chunk])
                     pending.append(submit(hash_queue.pop(0)))
                     next_index += 1
-                yield pending.pop(0).result()
+                yield result_of(pending.pop(0))
         finally:
             for future in pending:
                 future.cancel()
@@ -376,11 +408,21 @@ def _identity(block: dict[str, Any]) -> dict[str, Any]:
 _process_rpc: BitcoinRpc | None = None
 
 
-def _init_fetch_process(config: RpcConfig) -> None:
+def _init_fetch_process(config: RpcConfig, timed: bool = False) -> None:
     global _process_rpc
     _process_rpc = BitcoinRpc(config)
+    _process_rpc.stage_times = StageTimes() if timed else None
     gc.disable()  # decoded blocks hold no reference cycles (see chain_sync.ingest_range)
 
 
-def _fetch_in_process(block_hash: str, verbosity: int, transform: Callable[[dict[str, Any]], Any]) -> Any:
-    return transform(_process_rpc.get_block(block_hash, verbosity))
+def _fetch_in_process(
+    block_hash: str, verbosity: int, transform: Callable[[dict[str, Any]], Any]
+) -> tuple[Any, dict[str, float]]:
+    """(transformed block, this call's stage seconds) in a worker process of iter_blocks."""
+    block = _process_rpc.get_block(block_hash, verbosity)
+    times = _process_rpc.stage_times
+    if times is None:
+        return transform(block), {}
+    with times.timed("map"):
+        value = transform(block)
+    return value, times.take()

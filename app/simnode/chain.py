@@ -165,7 +165,14 @@ def raw_tx_json(tx, fee: int | None, prevouts: list[dict] | None, verbosity: int
 class SimChain:
     """The node's block store. All public methods are safe to call from several threads."""
 
-    def __init__(self, seed: int = 1, txs_per_block: int = 2500, cache_blocks: int = 256, network: str = "main"):
+    def __init__(
+        self,
+        seed: int = 1,
+        txs_per_block: int = 2500,
+        cache_blocks: int = 256,
+        network: str = "main",
+        render_dir: Path | None = None,
+    ):
         if network not in synthetic.HALVING_INTERVAL:
             raise ValueError(f"unknown network {network!r}: one of {', '.join(synthetic.HALVING_INTERVAL)}")
         self.network = network  # getblockchaininfo.chain; synthetic blocks follow its subsidy schedule
@@ -179,6 +186,9 @@ class SimChain:
         self.branch = 0
         self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._cache_blocks = cache_blocks
+        # Rendered getblock texts also kept as files here (benchmarks: a month of synthetic blocks is
+        # rendered once, then served at file speed to every loader run); None: memory only.
+        self.render_dir = Path(render_dir) if render_dir is not None else None
         self.hex_files: dict[str, Path] = {}
 
     # ---- building the chain -------------------------------------------------------------------
@@ -479,11 +489,27 @@ class SimChain:
             if cached is not None and cached[0] == stamp:
                 self._cache.move_to_end(key)
                 return cached[1]
-            text = self._render(block, verbosity).encode()
+            text = self._rendered_file(block, verbosity, stamp)
             self._cache[key] = (stamp, text)
             while len(self._cache) > self._cache_blocks:
                 self._cache.popitem(last=False)
             return text
+
+    def _rendered_file(self, block: SimBlock, verbosity: int, stamp: tuple[int, bool]) -> bytes:
+        """The rendered text, through the render_dir files when there is one (keyed on what it depends on)."""
+        if self.render_dir is None:
+            return self._render(block, verbosity).encode()
+        path = self.render_dir / f"{block.hash}.v{verbosity}.tip{stamp[0]}.{'active' if stamp[1] else 'stale'}.json"
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            pass
+        text = self._render(block, verbosity).encode()
+        self.render_dir.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(text)
+        partial.replace(path)
+        return text
 
     def _render(self, block: SimBlock, verbosity: int) -> str:
         if verbosity == 0:

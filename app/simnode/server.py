@@ -276,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mine-every", type=float, help="mine one synthetic block every SECONDS")
     parser.add_argument("--cache-blocks", type=int, default=256, help="rendered getblock responses kept")
+    parser.add_argument(
+        "--render-cache",
+        type=Path,
+        help="also keep every rendered getblock response as a file in this directory and serve it from there"
+        " (benchmarks: a long synthetic chain is rendered once)",
+    )
     parser.add_argument("--ready-file", type=Path, help="write the bound port here once listening")
     parser.add_argument("--quiet", action="store_true")
     return parser
@@ -288,7 +294,11 @@ def _iso_seconds(text: str) -> int:
 
 def build_chain(args: argparse.Namespace) -> SimChain:
     chain = SimChain(
-        seed=args.seed, txs_per_block=args.txs_per_block, cache_blocks=args.cache_blocks, network=args.chain
+        seed=args.seed,
+        txs_per_block=args.txs_per_block,
+        cache_blocks=args.cache_blocks,
+        network=args.chain,
+        render_dir=args.render_cache,
     )
     for directory in args.blocks_dir:
         files = sorted(directory.glob("*.json"))
