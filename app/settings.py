@@ -104,8 +104,12 @@ class Settings:
         },
     )
     btc_getblock_verbosity: int = field(
-        default=2,
-        metadata={"env": "MQNODE_BTC_GETBLOCK_VERBOSITY", "doc": "2 or 3 (3 adds prevouts; both give per-tx fee)"},
+        default=3,
+        metadata={
+            "env": "MQNODE_BTC_GETBLOCK_VERBOSITY",
+            "doc": "3: prevouts for the UTXO and coin-age facts (used when the node is Bitcoin Core >= 23, else 2);"
+            " 2: no prevouts (those stay NULL); both give per-tx fee",
+        },
     )
     btc_start_height: int = field(
         default=0,

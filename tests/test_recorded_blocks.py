@@ -105,12 +105,15 @@ def test_recorded_blocks_give_exact_block_facts(db_url, recorded_node):
     assert stored[250000]["total_fee_sat"] == stored[250000]["coinbase_out_sat"] - 25 * 100_000_000
 
 
+UTXO_COLUMNS = ("utxo_count_total", "utxo_size_inc_bytes_10m", "utxo_set_size_total_bytes")
+
+
 def test_verbosity_3_and_decode_processes_give_the_same_tables(new_server_db):
     variants = [
         IngestOptions(verbosity=2),
         IngestOptions(verbosity=3),
         # fetch + decode + map in two worker processes (normally only for ranges of >= 100 blocks)
-        IngestOptions(verbosity=2, decode_processes=2, process_min_blocks=1),
+        IngestOptions(verbosity=3, decode_processes=2, process_min_blocks=1),
     ]
     snapshots = []
     with SimNodeProcess("--raw-blocks", str(EARLY_CHAIN)) as node:
@@ -119,7 +122,30 @@ def test_verbosity_3_and_decode_processes_give_the_same_tables(new_server_db):
             with psycopg.connect(url) as conn:
                 backfill(conn, node.rpc(), "full", options, show_progress=False, build_until=UNTIL)
                 snapshots.append(chain_snapshot(conn))
-    assert snapshots[0] == snapshots[1] == snapshots[2]
+                columns = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'core'"
+                        " AND table_name = 'btc_primitive_10m' ORDER BY ordinal_position"
+                    ).fetchall()
+                ]
+    assert snapshots[1] == snapshots[2]
+    # Verbosity 2 has no prevouts: the UTXO set columns are unknown (NULL), everything else is the same.
+    utxo = [columns.index(c) for c in UTXO_COLUMNS]
+    masked = [
+        {
+            t: [
+                tuple(None if i in utxo and t == "core.btc_primitive_10m" else v for i, v in enumerate(r)) for r in rows
+            ]
+            for t, rows in snap.items()
+        }
+        for snap in snapshots[:2]
+    ]
+    assert masked[0] == masked[1]
+    backbone_v2, backbone_v3 = (s["core.btc_primitive_10m"] for s in snapshots[:2])
+    # Known until the first block that spends (height 170; before it every block has only a coinbase).
+    assert backbone_v2[-1][utxo[0]] is None and backbone_v2[-1][utxo[2]] is None
+    assert backbone_v3[-1][utxo[0]] is not None and backbone_v3[-1][utxo[2]] > 0
     non_coinbase = [r for r in snapshots[0]["raw.btc_tx_raw"] if not r[7]]
     # The early chain's 7 non-coinbase transactions, each with the fee the node reported (all 0 then).
     assert [r[12] for r in non_coinbase] == [0] * 7

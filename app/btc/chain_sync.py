@@ -31,7 +31,7 @@ ANCESTOR_WINDOW = 200
 class IngestOptions:
     """How blocks are fetched and grouped into database transactions."""
 
-    verbosity: int = 2
+    verbosity: int = 3  # 3: prevouts (coin-age facts) when the node has them (Bitcoin Core >= 23), else 2
     fetch_workers: int = 4
     batch_blocks: int = 50
     batch_max_tx: int = 100_000
@@ -106,6 +106,40 @@ def record_chain(conn: psycopg.Connection, rpc: BitcoinRpc) -> str:
     return chain
 
 
+PREVOUT_MIN_VERSION = 230000  # getblock verbosity 3 (inputs' prevouts) exists from Bitcoin Core 23.0 on
+
+
+def getblock_verbosity(rpc: BitcoinRpc, wanted: int) -> int:
+    """The getblock verbosity to use: 3 only when the node serves prevouts (getnetworkinfo.version >= 23.0).
+
+    Without prevouts (verbosity 2) the blocks' spent outputs are unknown: SQL records prevouts_known = false
+    and every UTXO column and coin-age metric of those blocks stays NULL (never a zero). Asked once per client.
+    """
+    if wanted < 3:
+        log.warning(
+            "getblock verbosity %d: no prevouts, so the UTXO set columns and coin-age metrics stay NULL"
+            " (MQNODE_BTC_GETBLOCK_VERBOSITY=3 needs Bitcoin Core >= 23)",
+            wanted,
+        )
+        return wanted
+    version = getattr(rpc, "_mqnode_node_version", None)
+    if version is None:
+        try:
+            version = int(rpc.call("getnetworkinfo").get("version") or 0)
+        except RpcError as exc:
+            log.warning("getnetworkinfo failed (%s): assuming a node without getblock verbosity 3", exc)
+            version = 0
+        rpc._mqnode_node_version = version
+    if version < PREVOUT_MIN_VERSION:
+        log.warning(
+            "the node (version %d) is older than Bitcoin Core 23 and has no getblock verbosity 3: blocks are read"
+            " without prevouts, so the UTXO set columns and coin-age metrics stay NULL",
+            version,
+        )
+        return 2
+    return wanted
+
+
 def record_error(conn: psycopg.Connection, component: tuple[str, str, str], message: str) -> None:
     """Mark a checkpoint as failed (own transaction; the failed one is rolled back first)."""
     conn.rollback()
@@ -175,7 +209,7 @@ def ingest_range(
         rpc.stage_times = progress.stages  # rpc_fetch, json_decode and map seconds of this range
     blocks = rpc.iter_blocks(
         list(range(start, end + 1)),
-        options.verbosity,
+        getblock_verbosity(rpc, options.verbosity),
         options.fetch_workers,
         transform=map_block,
         # Worker processes pay a start-up cost: worth it for bulk ranges, not for the next block at the tip.

@@ -1,12 +1,17 @@
-"""Bitcoin Core getblock (verbosity 2 or 3) JSON -> rows of raw.btc_blocks_raw and raw.btc_tx_raw.
+"""Bitcoin Core getblock (verbosity 2 or 3) JSON -> rows of raw.btc_blocks_raw, raw.btc_tx_raw and
+raw.btc_prevout_stage.
 
 Mapping only: amounts become integer satoshis through Decimal, times become UTC datetimes, shapes are
-checked. Sums over a block, fee fallbacks and supply are computed in SQL (sql/functions).
+checked. Sums over a block, fee fallbacks, supply and the UTXO / coin-age facts are computed in SQL
+(sql/functions). Per transaction the outputs that enter the UTXO set are counted (Bitcoin Core's
+IsUnspendable: a script starting with OP_RETURN or longer than 10,000 bytes never does); per non-coinbase
+input the prevout that verbosity 3 reports becomes one stage row (verbosity 2 has none: SQL then records
+the block's prevouts as unknown, /work/notes/prevout-contract.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -44,7 +49,12 @@ TX_COLUMNS = (
     "output_count",
     "output_value_sat",
     "fee_sat",
+    "utxo_output_count",
+    "utxo_output_value_sat",
+    "utxo_output_script_bytes",
 )
+PREVOUT_COLUMNS = ("spend_height", "created_height", "value_sat", "script_bytes", "is_coinbase")
+MAX_SCRIPT_SIZE = 10_000  # Core's MAX_SCRIPT_SIZE: longer scripts are unspendable
 
 
 class MalformedBlockError(ValueError):
@@ -53,13 +63,14 @@ class MalformedBlockError(ValueError):
 
 @dataclass(frozen=True)
 class MappedBlock:
-    """One block as rows: a raw.btc_blocks_raw tuple and its raw.btc_tx_raw tuples."""
+    """One block as rows: a raw.btc_blocks_raw tuple, its raw.btc_tx_raw tuples and its prevout stage rows."""
 
     height: int
     block_hash: str
     previous_block_hash: str | None
     block_row: tuple
     tx_rows: list[tuple]
+    prevout_rows: list[tuple] = field(default_factory=list)
 
 
 def btc_to_sat(value: Any, where: str) -> int:
@@ -115,10 +126,18 @@ def _checked_tx_row(tx: Any, index: int, height: int, event_time: datetime, wher
             f"{tx_where}: coinbase input {'at' if is_coinbase else 'missing from'} position {index}"
         )
     output_value = 0
+    utxo_count = utxo_value = utxo_script_bytes = 0
     for n, out in enumerate(vout):
         if not isinstance(out, dict) or "value" not in out:
             raise MalformedBlockError(f"{tx_where} vout {n}: field 'value' missing")
-        output_value += btc_to_sat(out["value"], f"{tx_where} vout {n}")
+        value = btc_to_sat(out["value"], f"{tx_where} vout {n}")
+        output_value += value
+        spk = _require(out, "scriptPubKey", dict, f"{tx_where} vout {n}")
+        script = _require(spk, "hex", str, f"{tx_where} vout {n} scriptPubKey")
+        if not _is_unspendable(script):
+            utxo_count += 1
+            utxo_value += value
+            utxo_script_bytes += len(script) // 2
     fee = tx.get("fee")
     fee_sat = None if is_coinbase or fee is None else btc_to_sat(fee, f"{tx_where} fee")
     return (
@@ -135,7 +154,30 @@ def _checked_tx_row(tx: Any, index: int, height: int, event_time: datetime, wher
         len(vout),
         output_value,
         fee_sat,
+        utxo_count,
+        utxo_value,
+        utxo_script_bytes,
     )
+
+
+def _is_unspendable(script_hex: str) -> bool:
+    """Core's CScript::IsUnspendable: OP_RETURN first, or longer than MAX_SCRIPT_SIZE bytes."""
+    return script_hex[:2] == "6a" or len(script_hex) > 2 * MAX_SCRIPT_SIZE
+
+
+def _prevout_rows(tx: dict, height: int, where: str, append) -> None:
+    """Stage rows of a non-coinbase transaction's inputs that carry a prevout (getblock verbosity 3)."""
+    for k, inp in enumerate(tx["vin"]):
+        prevout = inp.get("prevout") if isinstance(inp, dict) else None
+        if prevout is None:
+            continue
+        in_where = f"{where} vin {k} prevout"
+        created = _require(prevout, "height", int, in_where)
+        generated = _require(prevout, "generated", bool, in_where)
+        script = _require(_require(prevout, "scriptPubKey", dict, in_where), "hex", str, f"{in_where} scriptPubKey")
+        if created < 0 or created > height:
+            raise MalformedBlockError(f"{in_where}: field 'height' {created} is not at or below block {height}")
+        append((height, created, btc_to_sat(prevout.get("value"), in_where), len(script) // 2, generated))
 
 
 def map_block(block: Any) -> MappedBlock:
@@ -165,6 +207,8 @@ def map_block(block: Any) -> MappedBlock:
 
     tx_rows: list[tuple] = []
     append = tx_rows.append
+    prevout_rows: list[tuple] = []
+    append_prevout = prevout_rows.append
     for index, tx in enumerate(txs):
         # Fast path over well-formed JSON; anything unexpected is re-checked field by field for the message.
         try:
@@ -173,6 +217,9 @@ def map_block(block: Any) -> MappedBlock:
             is_coinbase = "coinbase" in vin[0]
             values = [out["value"] for out in vout]
             total = sum(values, Decimal(0))
+            scripts = [out["scriptPubKey"]["hex"] for out in vout]
+            kept = [(v, sc) for v, sc in zip(values, scripts, strict=True) if sc[:2] != "6a" and len(sc) <= 20_000]
+            kept_total = sum((v for v, _ in kept), Decimal(0))
             fee = None if is_coinbase else tx.get("fee")
             row = (
                 height,
@@ -188,9 +235,14 @@ def map_block(block: Any) -> MappedBlock:
                 len(vout),
                 int(total_sat := total.scaleb(8)),
                 None if fee is None else int(fee_sat := fee.scaleb(8)),
+                len(kept),
+                int(kept_total.scaleb(8)),
+                sum(len(sc) for _, sc in kept) // 2,
             )
             if (
                 type(total) is not Decimal
+                or type(kept_total) is not Decimal
+                or any(type(sc) is not str for sc in scripts)
                 or row[11] != total_sat  # not a whole number of satoshis
                 or (values and min(values) < 0)
                 or (fee is not None and (type(fee) is not Decimal or row[12] != fee_sat or fee < 0))
@@ -204,6 +256,8 @@ def map_block(block: Any) -> MappedBlock:
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError):
             row = _checked_tx_row(tx, index, height, event_time, where)
         append(row)
+        if index:
+            _prevout_rows(tx, height, f"{where} tx {index}", append_prevout)
 
     block_row = (
         height,
@@ -222,4 +276,4 @@ def map_block(block: Any) -> MappedBlock:
         _require(block, "bits", str, where),
         _require(block, "nonce", int, where),
     )
-    return MappedBlock(height, block_hash, previous, block_row, tx_rows)
+    return MappedBlock(height, block_hash, previous, block_row, tx_rows, prevout_rows)

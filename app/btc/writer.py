@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from app.btc.mapper import BLOCK_COLUMNS, TX_COLUMNS, MappedBlock
+from app.btc.mapper import BLOCK_COLUMNS, PREVOUT_COLUMNS, TX_COLUMNS, MappedBlock
 from app.db import EngineInfo, engine_info, require_idle
 
 # Column types for the unnest() INSERT used where COPY is not available.
@@ -41,7 +41,11 @@ TX_TYPES = (
     "integer",
     "bigint",
     "bigint",
+    "integer",
+    "bigint",
+    "bigint",
 )
+PREVOUT_TYPES = ("bigint", "bigint", "bigint", "integer", "boolean")
 INSERT_CHUNK_ROWS = 20_000
 
 
@@ -77,11 +81,14 @@ class BlockWriter:
         first, last = heights[0], heights[-1]
         block_rows = [b.block_row for b in blocks]
         tx_rows = [row for b in blocks for row in b.tx_rows]
+        prevout_rows = [row for b in blocks for row in b.prevout_rows]
         try:
             with self.conn.transaction():
                 self.conn.execute("SELECT core.begin_block_batch(%s, %s)", (first, last))
                 self._write("raw.btc_blocks_raw", BLOCK_COLUMNS, BLOCK_TYPES, block_rows)
                 self._write("raw.btc_tx_raw", TX_COLUMNS, TX_TYPES, tx_rows)
+                # Transient: core.finish_block_batch turns them into the UTXO / coin-age facts and deletes them.
+                self._write("raw.btc_prevout_stage", PREVOUT_COLUMNS, PREVOUT_TYPES, prevout_rows)
                 (checkpoint,) = self.conn.execute("SELECT core.finish_block_batch(%s, %s)", (first, last)).fetchone()
         except psycopg.Error as exc:
             if getattr(exc, "sqlstate", None) == "MQ001":

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,8 @@ class SimNodeServer:
             return json.dumps(chain.tip.hash).encode()
         if method == "getblockchaininfo":
             return dumps(chain.blockchain_info()).encode()
+        if method == "getnetworkinfo":
+            return dumps(NETWORK_INFO).encode()
         if method == "simmine":
             return json.dumps(chain.mine(args[0])).encode()
         if method == "simreorg":
@@ -130,6 +133,26 @@ class SimNodeServer:
                 {"tip_height": chain.tip_height, "tip_hash": chain.tip.hash, "blocks": len(chain.by_height)}
             ).encode()
 
+
+# getnetworkinfo: the version fields of the Bitcoin Core sim-node imitates (it serves getblock verbosity 3,
+# which the loader asks for from Core 23.0 on).
+NETWORK_INFO = {
+    "version": 290000,
+    "subversion": "/Satoshi:29.0.0(sim-node)/",
+    "protocolversion": 70016,
+    "localservices": "0000000000000409",
+    "localrelay": True,
+    "timeoffset": 0,
+    "networkactive": True,
+    "connections": 0,
+    "connections_in": 0,
+    "connections_out": 0,
+    "networks": [],
+    "relayfee": Decimal("0.00001000"),
+    "incrementalfee": Decimal("0.00001000"),
+    "localaddresses": [],
+    "warnings": [],
+}
 
 # Core's methods that sim-node serves (help: the first lines of Core's `help <method>`), then its own.
 METHODS = {
@@ -157,6 +180,9 @@ METHODS = {
     ),
     "getblockchaininfo": Method(
         "getblockchaininfo\n\nReturns an object containing various state info regarding blockchain processing."
+    ),
+    "getnetworkinfo": Method(
+        "getnetworkinfo\nReturns an object containing various state info regarding P2P networking."
     ),
     "simmine": Method(
         "simmine ( nblocks )\n\nsim-node: mine synthetic blocks on the tip.",

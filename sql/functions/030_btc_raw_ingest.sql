@@ -11,13 +11,18 @@ BEGIN
     DELETE FROM raw.btc_blocks_raw WHERE height BETWEEN p_from AND p_to;
     DELETE FROM core.btc_primitive_block WHERE height BETWEEN p_from AND p_to;
     DELETE FROM core.btc_block_fee_facts WHERE height BETWEEN p_from AND p_to;
+    -- UTXO / coin-age facts (025_btc_utxo_facts.sql) and any prevouts a failed batch left staged.
+    DELETE FROM core.btc_block_utxo_facts WHERE height BETWEEN p_from AND p_to;
+    DELETE FROM core.btc_block_spent_by_day WHERE spend_height BETWEEN p_from AND p_to;
+    DELETE FROM raw.btc_prevout_stage WHERE spend_height BETWEEN p_from AND p_to;
 END
 $$;
 
 -- core.finish_block_batch(p_from, p_to): after the loader wrote heights p_from..p_to
 --   1. checks the batch: every height present, transaction rows = tx_count, each block's parent is
 --      the stored block below it (SQLSTATE MQ001 'chain mismatch' otherwise: the node reorganised);
---   2. builds core.btc_primitive_block and core.btc_block_fee_facts for the range;
+--   2. builds core.btc_primitive_block and core.btc_block_fee_facts for the range, then
+--      core.btc_block_utxo_facts and core.btc_block_spent_by_day from the staged prevouts (emptied);
 --   3. moves btc_raw_block_ingestion:block to the top of the contiguous run of stored heights;
 --   4. marks the 10m builder dirty from p_from when it had already passed it (re-ingested range);
 --   5. NOTIFY raw_block_ready (delivered when the transaction commits).
@@ -75,6 +80,7 @@ BEGIN
     END IF;
 
     PERFORM core.build_primitive_block(p_from, p_to);
+    PERFORM core.build_block_utxo_facts(p_from, p_to);  -- after the primitives: it reads their event times
 
     SELECT c.last_height INTO v_cp
     FROM core.sync_checkpoints AS c

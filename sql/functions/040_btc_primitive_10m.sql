@@ -411,12 +411,21 @@ AS $$
         st.feerate_p10_sat_vb AS feerate_p10_sat_vb_10m,
         st.feerate_p25_sat_vb AS feerate_p25_sat_vb_10m,
         st.feerate_p75_sat_vb AS feerate_p75_sat_vb_10m,
-        st.feerate_p90_sat_vb AS feerate_p90_sat_vb_10m
+        st.feerate_p90_sat_vb AS feerate_p90_sat_vb_10m,
+        -- UTXO set (revision 0008; core.btc_primitive_10m_utxo in 025_btc_utxo_facts.sql): the set after the
+        -- bucket's last block (carried), and the bucket's bogosize change (0 without blocks; NULL when a
+        -- block's prevouts are unknown).
+        uf.utxo_count_total,
+        CASE WHEN ut.bucket_start_utc IS NULL THEN 0 ELSE ut.utxo_size_inc_bytes END AS utxo_size_inc_bytes_10m,
+        uf.utxo_bogo_total_bytes AS utxo_set_size_total_bytes
     FROM flows AS f
     LEFT JOIN core.btc_primitive_10m_statistics(p_start, p_target, p_top_height) AS st
         ON f.bucket_start_utc = st.bucket_start_utc
     LEFT JOIN core.btc_primitive_block AS s ON f.state_height = s.height
     LEFT JOIN core.mq_btc_price_10m AS pr ON f.bucket_start_utc = pr.bucket_start_utc
+    LEFT JOIN core.btc_block_utxo_facts AS uf ON f.state_height = uf.height
+    LEFT JOIN core.btc_primitive_10m_utxo(p_start, p_target, p_top_height) AS ut
+        ON f.bucket_start_utc = ut.bucket_start_utc
 $$;
 COMMENT ON FUNCTION core.btc_primitive_10m_rows(timestamptz, timestamptz, bigint, bigint) IS 'The btc_primitive_10m rows of a bucket range, computed from per-block facts (no write).';
 
@@ -525,7 +534,10 @@ BEGIN
         feerate_p10_sat_vb_10m = excluded.feerate_p10_sat_vb_10m,
         feerate_p25_sat_vb_10m = excluded.feerate_p25_sat_vb_10m,
         feerate_p75_sat_vb_10m = excluded.feerate_p75_sat_vb_10m,
-        feerate_p90_sat_vb_10m = excluded.feerate_p90_sat_vb_10m;
+        feerate_p90_sat_vb_10m = excluded.feerate_p90_sat_vb_10m,
+        utxo_count_total = excluded.utxo_count_total,
+        utxo_size_inc_bytes_10m = excluded.utxo_size_inc_bytes_10m,
+        utxo_set_size_total_bytes = excluded.utxo_set_size_total_bytes;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
 
     PERFORM core.set_checkpoint('btc', 'btc_primitive_10m_builder', '10m', v_window.top_height,

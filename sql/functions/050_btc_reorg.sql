@@ -38,6 +38,10 @@ BEGIN
     DELETE FROM raw.btc_blocks_raw WHERE height > p_fork_height;
     DELETE FROM core.btc_primitive_block WHERE height > p_fork_height;
     DELETE FROM core.btc_block_fee_facts WHERE height > p_fork_height;
+    -- Coin-age facts: a spend above the fork only spends outputs created at or below its own height.
+    DELETE FROM core.btc_block_utxo_facts WHERE height > p_fork_height;
+    DELETE FROM core.btc_block_spent_by_day WHERE spend_height > p_fork_height;
+    DELETE FROM raw.btc_prevout_stage WHERE spend_height > p_fork_height;
 
     INSERT INTO core.btc_reorg_events (
         fork_height, fork_block_hash, fork_bucket_utc, old_tip_height, old_tip_hash, new_tip_hash,
