@@ -458,6 +458,8 @@ BEGIN
         updated_at = now()
     WHERE p_reset = 'all' OR r.metric_name = p_reset;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
+    -- The coin-age metrics (085_coin_age_metrics.sql; some are daily only).
+    v_rows := v_rows + core.seed_coin_age_metric_registry(p_reset);
     RETURN v_rows;
 END
 $$;

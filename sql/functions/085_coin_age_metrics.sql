@@ -1,0 +1,701 @@
+-- Coin-age metrics (docs/data-contract.md "Coin-age metrics"), from the per-block UTXO facts of
+-- 025_btc_utxo_facts.sql and the canonical daily close. Same shape as 080's metric functions:
+-- (p_interval, p_from, p_to, p_output) writes one row per backbone period in [p_from, p_to] (UPSERT).
+-- Valuation rule (Coin Metrics CapRealUSD): a coin is valued at the canonical close of the UTC day of the
+-- block that created it (its last move); a spend at the close of the UTC day of the spending block. A block's
+-- day is the UTC day of its median time past (its bucket's day). Undefined -> NULL, never a fake 0:
+-- a block whose prevouts or creation times are unknown, a UTXO state not known from genesis, a day without
+-- a close.
+
+-- core.btc_daily_close: the canonical daily close (core.mq_btc_price_24h) by UTC day.
+CREATE OR REPLACE VIEW core.btc_daily_close AS
+SELECT
+    (d.bucket_start_utc AT TIME ZONE 'UTC')::date AS day,
+    d.close_price_usd
+FROM core.mq_btc_price_24h AS d;
+COMMENT ON VIEW core.btc_daily_close IS 'Canonical BTC/USD close of each UTC day (mq_btc_price_24h): what coins are valued at.';
+
+-- core.btc_block_coin_age: every stored block with its day, event time and UTXO facts; unknown = its
+-- coin-age facts cannot be used (no facts row, outputs or prevouts unknown, undated spends).
+CREATE OR REPLACE VIEW core.btc_block_coin_age AS
+SELECT
+    pb.height,
+    pb.bucket_start_utc,
+    (pb.event_time AT TIME ZONE 'UTC')::date AS day,
+    extract(EPOCH FROM pb.event_time)::bigint AS event_epoch,
+    f.created_utxo_value_sat,
+    f.spent_count,
+    f.spent_value_sat,
+    f.cdd_sat_sec,
+    f.utxo_value_total_sat,
+    f.utxo_value_x_created_epoch,
+    f.cdd_cumulative_sat_sec,
+    (
+        f.height IS NULL OR f.created_utxo_value_sat IS NULL OR NOT f.prevouts_known
+        OR f.spent_undated_count IS DISTINCT FROM 0
+    ) AS unknown
+FROM core.btc_primitive_block AS pb
+LEFT JOIN core.btc_block_utxo_facts AS f ON pb.height = f.height;
+COMMENT ON VIEW core.btc_block_coin_age IS 'Stored blocks with their UTXO facts, day and whether their coin-age facts are usable.';
+
+-- core.btc_period_state_heights(p_interval, p_from, p_to): each backbone period of [p_from, p_to] with the
+-- last stored block at or before its end (the state the period ends in; NULL before the first block).
+CREATE OR REPLACE FUNCTION core.btc_period_state_heights(p_interval text, p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (bucket_start_utc timestamptz, state_height bigint)
+LANGUAGE sql STABLE
+AS $$
+    WITH tops AS (
+        SELECT core.period_start(p_interval, pb.bucket_start_utc) AS bucket_start_utc, max(pb.height) AS top
+        FROM core.btc_primitive_block AS pb
+        WHERE pb.bucket_start_utc >= p_from AND pb.bucket_start_utc < p_to + core.period_width(p_interval)
+        GROUP BY 1
+    )
+
+    SELECT
+        p.bucket_start_utc,
+        -- Heights rise with buckets: the running max is the last block at or before the period's end.
+        coalesce(
+            max(t.top) OVER (ORDER BY p.bucket_start_utc),
+            (SELECT max(pb.height) FROM core.btc_primitive_block AS pb WHERE pb.bucket_start_utc < p_from)
+        )
+    FROM core.btc_primitive_periods AS p
+    LEFT JOIN tops AS t ON p.bucket_start_utc = t.bucket_start_utc
+    WHERE p."interval" = p_interval AND p.bucket_start_utc BETWEEN p_from AND p_to
+$$;
+COMMENT ON FUNCTION core.btc_period_state_heights(text, timestamptz, timestamptz) IS 'Backbone periods with the height of the last block at or before their end.';
+
+-- core.metric_realized_cap: realized cap = sum over the UTXO set of value x close of its creation day,
+-- carried: the last row before the first day of p_from (days are recomputed whole: a day's close changes
+-- until it ends) + per block (created value x close of the block's day - spent value x close of each spent
+-- output's creation day). utxo_value_sat = the set's value at the period's end; unpriced_utxo_sat = the part
+-- of it whose day has no close; realized_value_priced_usd = the priced part's realized value (exact). Then
+-- realized_cap_usd (NULL unless every coin is priced and the state is known), realized_price_usd = realized
+-- cap / UTXO value in BTC, market_cap_usd = supply x the period's close, mvrv = market / realized cap,
+-- nupl = (market - realized cap) / market cap.
+CREATE OR REPLACE FUNCTION core.metric_realized_cap(
+    p_interval text, p_from timestamptz, p_to timestamptz, p_output text
+)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_from timestamptz := least(p_from, core.period_start('24h', p_from));
+    v_utxo bigint;
+    v_unpriced bigint;
+    v_priced numeric;
+    v_found bigint;
+    v_rows bigint;
+BEGIN
+    EXECUTE format(
+        'SELECT t.utxo_value_sat, t.unpriced_utxo_sat, t.realized_value_priced_usd FROM core.%I AS t'
+        ' WHERE t.bucket_start_utc < $1 ORDER BY t.bucket_start_utc DESC LIMIT 1', p_output)
+    INTO v_utxo, v_unpriced, v_priced USING v_from;
+    GET DIAGNOSTICS v_found = ROW_COUNT;
+    IF v_found = 0 THEN
+        -- Nothing before: the empty set when no block lies before and the chain is stored from genesis.
+        IF core.btc_coin_age_complete_from() IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM core.btc_primitive_block AS pb WHERE pb.bucket_start_utc < v_from) THEN
+            v_utxo := 0;
+            v_unpriced := 0;
+            v_priced := 0;
+        END IF;
+    END IF;
+
+    EXECUTE format($sql$
+        WITH blocks AS (
+            SELECT core.period_start($1, b.bucket_start_utc) AS period, b.*
+            FROM core.btc_block_coin_age AS b
+            WHERE b.bucket_start_utc >= $2 AND b.bucket_start_utc < $3 + core.period_width($1)
+        ),
+
+        spent AS (
+            SELECT
+                s.spend_height AS height,
+                sum(s.value_sat * c.close_price_usd / 100000000) AS priced_usd,
+                coalesce(sum(s.value_sat) FILTER (WHERE c.close_price_usd IS NULL), 0) AS unpriced_sat
+            FROM core.btc_block_spent_by_day AS s
+            INNER JOIN blocks AS b ON s.spend_height = b.height
+            LEFT JOIN core.btc_daily_close AS c ON s.created_day = c.day
+            GROUP BY s.spend_height
+        ),
+
+        deltas AS (
+            SELECT
+                b.period,
+                count(*) FILTER (WHERE b.unknown) AS unknown_n,
+                sum(b.created_utxo_value_sat - b.spent_value_sat) AS value_sat,
+                sum(coalesce(b.created_utxo_value_sat * c.close_price_usd / 100000000, 0)
+                    - coalesce(sp.priced_usd, 0)) AS priced_usd,
+                sum(CASE WHEN c.close_price_usd IS NULL THEN b.created_utxo_value_sat ELSE 0 END
+                    - coalesce(sp.unpriced_sat, 0)) AS unpriced_sat
+            FROM blocks AS b
+            LEFT JOIN core.btc_daily_close AS c ON b.day = c.day
+            LEFT JOIN spent AS sp ON b.height = sp.height
+            GROUP BY b.period
+        ),
+
+        running AS (
+            SELECT
+                p.bucket_start_utc,
+                p.supply_total_sat,
+                p.close_price_usd,
+                sum(coalesce(d.unknown_n, 0)) OVER w AS unknown_n,
+                $4::bigint + sum(coalesce(d.value_sat, 0)) OVER w AS utxo_value_sat,
+                $5::bigint + sum(coalesce(d.unpriced_sat, 0)) OVER w AS unpriced_sat,
+                $6::numeric + sum(coalesce(d.priced_usd, 0)) OVER w AS priced_usd
+            FROM core.btc_priced_periods AS p
+            LEFT JOIN deltas AS d ON p.bucket_start_utc = d.period
+            WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
+            WINDOW w AS (ORDER BY p.bucket_start_utc)
+        ),
+
+        valued AS (
+            SELECT
+                r.bucket_start_utc,
+                r.close_price_usd,
+                CASE WHEN r.unknown_n = 0 THEN r.utxo_value_sat END AS utxo_value_sat,
+                CASE WHEN r.unknown_n = 0 THEN r.unpriced_sat END AS unpriced_sat,
+                CASE WHEN r.unknown_n = 0 THEN r.priced_usd END AS priced_usd,
+                CASE WHEN r.unknown_n = 0 AND r.unpriced_sat = 0 THEN round(r.priced_usd, 8) END AS realized_cap_usd,
+                core.sat_to_usd(r.supply_total_sat, r.close_price_usd) AS market_cap_usd
+            FROM running AS r
+        )
+
+        INSERT INTO core.%I AS t (
+            bucket_start_utc, utxo_value_sat, unpriced_utxo_sat, realized_value_priced_usd, realized_cap_usd,
+            realized_price_usd, close_price_usd, market_cap_usd, mvrv, nupl
+        )
+        SELECT
+            v.bucket_start_utc,
+            v.utxo_value_sat,
+            v.unpriced_sat,
+            v.priced_usd,
+            v.realized_cap_usd,
+            core.share(v.realized_cap_usd * 100000000, v.utxo_value_sat),
+            v.close_price_usd,
+            v.market_cap_usd,
+            core.share(v.market_cap_usd, v.realized_cap_usd),
+            core.share(v.market_cap_usd - v.realized_cap_usd, v.market_cap_usd)
+        FROM valued AS v
+        ON CONFLICT (bucket_start_utc) DO UPDATE
+        SET utxo_value_sat = excluded.utxo_value_sat,
+            unpriced_utxo_sat = excluded.unpriced_utxo_sat,
+            realized_value_priced_usd = excluded.realized_value_priced_usd,
+            realized_cap_usd = excluded.realized_cap_usd,
+            realized_price_usd = excluded.realized_price_usd,
+            close_price_usd = excluded.close_price_usd,
+            market_cap_usd = excluded.market_cap_usd,
+            mvrv = excluded.mvrv,
+            nupl = excluded.nupl
+    $sql$, p_output) USING p_interval, v_from, p_to, v_utxo, v_unpriced, v_priced;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+COMMENT ON FUNCTION core.metric_realized_cap(text, timestamptz, timestamptz, text) IS 'Realized cap (Coin Metrics CapRealUSD: creation-day close), realized price, MVRV, NUPL per period.';
+
+-- core.metric_sopr: the outputs the period's blocks spent, valued at the close of the spending block's day
+-- (spent_value_usd) and of their creation day (spent_realized_value_usd); sopr = their ratio; the adj_*
+-- columns and asopr leave out outputs spent less than one hour after their creation; realized profit / loss
+-- = sum of value x (spend close - creation close) over the spends where it is positive / negative (loss as
+-- a positive amount), net = profit - loss. No spend: counts and USD 0, ratios NULL. A block with unknown
+-- facts: the period's row is NULL; a missing close: its USD values and ratios NULL.
+CREATE OR REPLACE FUNCTION core.metric_sopr(
+    p_interval text, p_from timestamptz, p_to timestamptz, p_output text
+)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_rows bigint;
+BEGIN
+    EXECUTE format($sql$
+        WITH blocks AS (
+            SELECT core.period_start($1, b.bucket_start_utc) AS period, b.*
+            FROM core.btc_block_coin_age AS b
+            WHERE b.bucket_start_utc >= $2 AND b.bucket_start_utc < $3 + core.period_width($1)
+        ),
+
+        groups AS (
+            SELECT
+                b.period,
+                s.output_count,
+                s.value_sat,
+                s.value_sat - s.young_value_sat AS adj_value_sat,
+                cs.close_price_usd AS spend_close,
+                cc.close_price_usd AS created_close
+            FROM blocks AS b
+            INNER JOIN core.btc_block_spent_by_day AS s ON b.height = s.spend_height
+            LEFT JOIN core.btc_daily_close AS cs ON b.day = cs.day
+            LEFT JOIN core.btc_daily_close AS cc ON s.created_day = cc.day
+        ),
+
+        per_period AS (
+            SELECT
+                g.period,
+                count(*) FILTER (WHERE g.spend_close IS NULL OR g.created_close IS NULL) AS unpriced_n,
+                sum(g.output_count) AS output_count,
+                sum(g.value_sat) AS value_sat,
+                sum(g.adj_value_sat) AS adj_value_sat,
+                sum(g.value_sat * g.spend_close / 100000000) AS value_usd,
+                sum(g.value_sat * g.created_close / 100000000) AS realized_usd,
+                sum(g.adj_value_sat * g.spend_close / 100000000) AS adj_value_usd,
+                sum(g.adj_value_sat * g.created_close / 100000000) AS adj_realized_usd,
+                sum(greatest(g.spend_close - g.created_close, 0) * g.value_sat / 100000000) AS profit_usd,
+                sum(greatest(g.created_close - g.spend_close, 0) * g.value_sat / 100000000) AS loss_usd
+            FROM groups AS g
+            GROUP BY g.period
+        ),
+
+        unknown AS (
+            SELECT b.period, count(*) FILTER (WHERE b.unknown) AS unknown_n
+            FROM blocks AS b
+            GROUP BY b.period
+        ),
+
+        rows AS (
+            SELECT
+                p.bucket_start_utc,
+                coalesce(u.unknown_n, 0) = 0 AS known,
+                coalesce(pp.unpriced_n, 0) = 0 AS priced,
+                coalesce(pp.output_count, 0) AS output_count,
+                coalesce(pp.value_sat, 0) AS value_sat,
+                coalesce(pp.adj_value_sat, 0) AS adj_value_sat,
+                coalesce(pp.value_usd, 0) AS value_usd,
+                coalesce(pp.realized_usd, 0) AS realized_usd,
+                coalesce(pp.adj_value_usd, 0) AS adj_value_usd,
+                coalesce(pp.adj_realized_usd, 0) AS adj_realized_usd,
+                coalesce(pp.profit_usd, 0) AS profit_usd,
+                coalesce(pp.loss_usd, 0) AS loss_usd
+            FROM core.btc_primitive_periods AS p
+            LEFT JOIN per_period AS pp ON p.bucket_start_utc = pp.period
+            LEFT JOIN unknown AS u ON p.bucket_start_utc = u.period
+            WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
+        )
+
+        INSERT INTO core.%I AS t (
+            bucket_start_utc, spent_output_count, spent_value_sat, spent_value_usd, spent_realized_value_usd, sopr,
+            adj_spent_value_sat, adj_spent_value_usd, adj_spent_realized_value_usd, asopr,
+            realized_profit_usd, realized_loss_usd, net_realized_pnl_usd
+        )
+        SELECT
+            r.bucket_start_utc,
+            CASE WHEN r.known THEN r.output_count END,
+            CASE WHEN r.known THEN r.value_sat END,
+            CASE WHEN r.known AND r.priced THEN round(r.value_usd, 8) END,
+            CASE WHEN r.known AND r.priced THEN round(r.realized_usd, 8) END,
+            CASE WHEN r.known AND r.priced THEN core.share(r.value_usd, r.realized_usd) END,
+            CASE WHEN r.known THEN r.adj_value_sat END,
+            CASE WHEN r.known AND r.priced THEN round(r.adj_value_usd, 8) END,
+            CASE WHEN r.known AND r.priced THEN round(r.adj_realized_usd, 8) END,
+            CASE WHEN r.known AND r.priced THEN core.share(r.adj_value_usd, r.adj_realized_usd) END,
+            CASE WHEN r.known AND r.priced THEN round(r.profit_usd, 8) END,
+            CASE WHEN r.known AND r.priced THEN round(r.loss_usd, 8) END,
+            CASE WHEN r.known AND r.priced THEN round(r.profit_usd - r.loss_usd, 8) END
+        FROM rows AS r
+        ON CONFLICT (bucket_start_utc) DO UPDATE
+        SET spent_output_count = excluded.spent_output_count,
+            spent_value_sat = excluded.spent_value_sat,
+            spent_value_usd = excluded.spent_value_usd,
+            spent_realized_value_usd = excluded.spent_realized_value_usd,
+            sopr = excluded.sopr,
+            adj_spent_value_sat = excluded.adj_spent_value_sat,
+            adj_spent_value_usd = excluded.adj_spent_value_usd,
+            adj_spent_realized_value_usd = excluded.adj_spent_realized_value_usd,
+            asopr = excluded.asopr,
+            realized_profit_usd = excluded.realized_profit_usd,
+            realized_loss_usd = excluded.realized_loss_usd,
+            net_realized_pnl_usd = excluded.net_realized_pnl_usd
+    $sql$, p_output) USING p_interval, least(p_from, core.period_start('24h', p_from)), p_to;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+COMMENT ON FUNCTION core.metric_sopr(text, timestamptz, timestamptz, text) IS 'SOPR, adjusted SOPR (spends younger than 1 hour left out), realized profit and loss per period.';
+
+-- core.metric_coin_days: coin days destroyed (cdd: sum of spent value in BTC x age in days, ages by median
+-- time past), dormancy = cdd / spent BTC (NULL without spends), and at the period's end (the last block at
+-- or before it, at that block's time T): cdd_cumulative (all coin days destroyed so far), utxo_coin_days
+-- (sum over the UTXO set of value x (T - creation time)) and liveliness = cumulative cdd / (cumulative cdd +
+-- utxo coin days). Price-free. NULL where a block's facts or the state are unknown.
+CREATE OR REPLACE FUNCTION core.metric_coin_days(
+    p_interval text, p_from timestamptz, p_to timestamptz, p_output text
+)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_rows bigint;
+BEGIN
+    EXECUTE format($sql$
+        WITH flows AS (
+            SELECT
+                core.period_start($1, b.bucket_start_utc) AS period,
+                count(*) FILTER (WHERE b.unknown) AS unknown_n,
+                sum(b.spent_value_sat) AS spent_value_sat,
+                sum(b.cdd_sat_sec) AS cdd_sat_sec
+            FROM core.btc_block_coin_age AS b
+            WHERE b.bucket_start_utc >= $2 AND b.bucket_start_utc < $3 + core.period_width($1)
+            GROUP BY 1
+        ),
+
+        rows AS (
+            SELECT
+                sh.bucket_start_utc,
+                CASE WHEN coalesce(f.unknown_n, 0) = 0 THEN coalesce(f.spent_value_sat, 0) END AS spent_value_sat,
+                CASE WHEN coalesce(f.unknown_n, 0) = 0 THEN coalesce(f.cdd_sat_sec, 0) END AS cdd_sat_sec,
+                s.utxo_value_total_sat AS utxo_value_sat,
+                s.cdd_cumulative_sat_sec AS cum_sat_sec,
+                s.event_epoch::numeric * s.utxo_value_total_sat - s.utxo_value_x_created_epoch AS utxo_sat_sec
+            FROM core.btc_period_state_heights($1, $2, $3) AS sh
+            LEFT JOIN flows AS f ON sh.bucket_start_utc = f.period
+            LEFT JOIN core.btc_block_coin_age AS s ON sh.state_height = s.height
+        )
+
+        INSERT INTO core.%I AS t (
+            bucket_start_utc, spent_value_sat, cdd, dormancy, cdd_cumulative, utxo_value_sat, utxo_coin_days,
+            liveliness
+        )
+        SELECT
+            r.bucket_start_utc,
+            r.spent_value_sat,
+            round(r.cdd_sat_sec / 8640000000000, 8),
+            core.share(r.cdd_sat_sec / 86400, r.spent_value_sat),
+            round(r.cum_sat_sec / 8640000000000, 8),
+            CASE WHEN r.utxo_sat_sec IS NOT NULL THEN r.utxo_value_sat END,
+            round(r.utxo_sat_sec / 8640000000000, 8),
+            core.share(r.cum_sat_sec, r.cum_sat_sec + r.utxo_sat_sec)
+        FROM rows AS r
+        ON CONFLICT (bucket_start_utc) DO UPDATE
+        SET spent_value_sat = excluded.spent_value_sat,
+            cdd = excluded.cdd,
+            dormancy = excluded.dormancy,
+            cdd_cumulative = excluded.cdd_cumulative,
+            utxo_value_sat = excluded.utxo_value_sat,
+            utxo_coin_days = excluded.utxo_coin_days,
+            liveliness = excluded.liveliness
+    $sql$, p_output) USING p_interval, p_from, p_to;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+COMMENT ON FUNCTION core.metric_coin_days(text, timestamptz, timestamptz, text) IS 'Coin days destroyed, dormancy, cumulative CDD, UTXO coin days and liveliness per period.';
+
+-- core.btc_unspent_by_created_day(p_from_day, p_to_day): for every UTC day T of [p_from_day, p_to_day] with
+-- a stored block at or before its end, the UTXO set at the end of T (after its last block) split by the UTC
+-- day its outputs were created: age_days = T - created_day (0 = created on T). known = the state after T's
+-- last block is known from genesis with every creation time (else no split row, only known false). The
+-- daily metrics below read it. Cost: every day x every earlier creation day and spend.
+CREATE OR REPLACE FUNCTION core.btc_unspent_by_created_day(p_from_day date, p_to_day date)
+RETURNS TABLE (day date, known boolean, created_day date, age_days integer, unspent_sat bigint)
+LANGUAGE sql STABLE
+AS $$
+    WITH days AS (
+        SELECT
+            g.day::date AS day,
+            (SELECT b.utxo_value_x_created_epoch IS NOT NULL
+             FROM core.btc_block_coin_age AS b
+             WHERE b.day <= g.day::date
+             ORDER BY b.height DESC LIMIT 1) AS known
+        FROM generate_series(p_from_day, p_to_day, INTERVAL '1 day') AS g (day)
+    ),
+
+    created AS (
+        SELECT b.day, sum(b.created_utxo_value_sat) AS value_sat
+        FROM core.btc_block_coin_age AS b
+        WHERE b.day <= p_to_day
+        GROUP BY b.day
+    ),
+
+    spent AS (
+        SELECT b.day AS spend_day, s.created_day, sum(s.value_sat) AS value_sat
+        FROM core.btc_block_spent_by_day AS s
+        INNER JOIN core.btc_block_coin_age AS b ON s.spend_height = b.height
+        WHERE b.day <= p_to_day
+        GROUP BY b.day, s.created_day
+    ),
+
+    moves AS (
+        SELECT d.day, c.day AS created_day, c.value_sat
+        FROM days AS d
+        INNER JOIN created AS c ON c.day <= d.day
+        WHERE d.known
+        UNION ALL
+        SELECT d.day, s.created_day, -s.value_sat
+        FROM days AS d
+        INNER JOIN spent AS s ON s.spend_day <= d.day
+        WHERE d.known
+    )
+
+    SELECT d.day, true, m.created_day, (d.day - m.created_day)::integer, sum(m.value_sat)::bigint
+    FROM days AS d
+    INNER JOIN moves AS m ON d.day = m.day
+    WHERE d.known
+    GROUP BY d.day, m.created_day
+    UNION ALL
+    SELECT d.day, false, NULL::date, NULL::integer, NULL::bigint
+    FROM days AS d
+    WHERE d.known IS NOT true
+$$;
+COMMENT ON FUNCTION core.btc_unspent_by_created_day(date, date) IS 'The UTXO set at the end of each day split by creation day (what age bands, LTH/STH read).';
+
+-- core.btc_age_band(p_age_days): the age band of a coin created age_days UTC days before the day it is
+-- counted on (0: that day): <1d (0), 1d-1w (1-6), 1w-1m (7-29), 1-3m (30-89), 3-6m (90-179), 6-12m (180-364),
+-- 1-2y (365-729), 2-3y (730-1094), 3-5y (1095-1824), 5-7y (1825-2554), 7-10y (2555-3649), >10y (3650-).
+CREATE OR REPLACE FUNCTION core.btc_age_band(p_age_days integer)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN p_age_days < 1 THEN 'lt_1d'
+        WHEN p_age_days < 7 THEN '1d_1w'
+        WHEN p_age_days < 30 THEN '1w_1m'
+        WHEN p_age_days < 90 THEN '1m_3m'
+        WHEN p_age_days < 180 THEN '3m_6m'
+        WHEN p_age_days < 365 THEN '6m_12m'
+        WHEN p_age_days < 730 THEN '1y_2y'
+        WHEN p_age_days < 1095 THEN '2y_3y'
+        WHEN p_age_days < 1825 THEN '3y_5y'
+        WHEN p_age_days < 2555 THEN '5y_7y'
+        WHEN p_age_days < 3650 THEN '7y_10y'
+        ELSE 'gt_10y'
+    END
+$$;
+
+-- core.metric_supply_age_bands (24h only): the UTXO value at the end of each day by age band
+-- (core.btc_age_band of the creation day); the bands sum to utxo_value_sat. NULL when the state is unknown.
+CREATE OR REPLACE FUNCTION core.metric_supply_age_bands(
+    p_interval text, p_from timestamptz, p_to timestamptz, p_output text
+)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_rows bigint;
+BEGIN
+    IF p_interval <> '24h' THEN
+        RAISE EXCEPTION 'supply_age_bands is daily only (got %)', p_interval USING ERRCODE = '22023';
+    END IF;
+    EXECUTE format($sql$
+        WITH split AS (
+            SELECT u.day, u.known, core.btc_age_band(u.age_days) AS band, u.unspent_sat
+            FROM core.btc_unspent_by_created_day(($1 AT TIME ZONE 'UTC')::date, ($2 AT TIME ZONE 'UTC')::date) AS u
+        ),
+
+        bands AS (
+            SELECT
+                s.day,
+                bool_and(s.known) AS known,
+                sum(s.unspent_sat) AS total,
+                sum(s.unspent_sat) FILTER (WHERE s.band = 'lt_1d') AS lt_1d,
+                sum(s.unspent_sat) FILTER (WHERE s.band = '1d_1w') AS b_1d_1w,
+                sum(s.unspent_sat) FILTER (WHERE s.band = '1w_1m') AS b_1w_1m,
+                sum(s.unspent_sat) FILTER (WHERE s.band = '1m_3m') AS b_1m_3m,
+                sum(s.unspent_sat) FILTER (WHERE s.band = '3m_6m') AS b_3m_6m,
+                sum(s.unspent_sat) FILTER (WHERE s.band = '6m_12m') AS b_6m_12m,
+                sum(s.unspent_sat) FILTER (WHERE s.band = '1y_2y') AS b_1y_2y,
+                sum(s.unspent_sat) FILTER (WHERE s.band = '2y_3y') AS b_2y_3y,
+                sum(s.unspent_sat) FILTER (WHERE s.band = '3y_5y') AS b_3y_5y,
+                sum(s.unspent_sat) FILTER (WHERE s.band = '5y_7y') AS b_5y_7y,
+                sum(s.unspent_sat) FILTER (WHERE s.band = '7y_10y') AS b_7y_10y,
+                sum(s.unspent_sat) FILTER (WHERE s.band = 'gt_10y') AS gt_10y
+            FROM split AS s
+            GROUP BY s.day
+        )
+
+        INSERT INTO core.%I AS t (
+            bucket_start_utc, utxo_value_sat, supply_lt_1d_sat, supply_1d_1w_sat, supply_1w_1m_sat,
+            supply_1m_3m_sat, supply_3m_6m_sat, supply_6m_12m_sat, supply_1y_2y_sat, supply_2y_3y_sat,
+            supply_3y_5y_sat, supply_5y_7y_sat, supply_7y_10y_sat, supply_gt_10y_sat
+        )
+        SELECT
+            p.bucket_start_utc,
+            CASE WHEN b.known THEN coalesce(b.total, 0) END,
+            CASE WHEN b.known THEN coalesce(b.lt_1d, 0) END,
+            CASE WHEN b.known THEN coalesce(b.b_1d_1w, 0) END,
+            CASE WHEN b.known THEN coalesce(b.b_1w_1m, 0) END,
+            CASE WHEN b.known THEN coalesce(b.b_1m_3m, 0) END,
+            CASE WHEN b.known THEN coalesce(b.b_3m_6m, 0) END,
+            CASE WHEN b.known THEN coalesce(b.b_6m_12m, 0) END,
+            CASE WHEN b.known THEN coalesce(b.b_1y_2y, 0) END,
+            CASE WHEN b.known THEN coalesce(b.b_2y_3y, 0) END,
+            CASE WHEN b.known THEN coalesce(b.b_3y_5y, 0) END,
+            CASE WHEN b.known THEN coalesce(b.b_5y_7y, 0) END,
+            CASE WHEN b.known THEN coalesce(b.b_7y_10y, 0) END,
+            CASE WHEN b.known THEN coalesce(b.gt_10y, 0) END
+        FROM core.btc_primitive_periods AS p
+        LEFT JOIN bands AS b ON (p.bucket_start_utc AT TIME ZONE 'UTC')::date = b.day
+        WHERE p."interval" = '24h' AND p.bucket_start_utc BETWEEN $1 AND $2
+        ON CONFLICT (bucket_start_utc) DO UPDATE
+        SET utxo_value_sat = excluded.utxo_value_sat,
+            supply_lt_1d_sat = excluded.supply_lt_1d_sat,
+            supply_1d_1w_sat = excluded.supply_1d_1w_sat,
+            supply_1w_1m_sat = excluded.supply_1w_1m_sat,
+            supply_1m_3m_sat = excluded.supply_1m_3m_sat,
+            supply_3m_6m_sat = excluded.supply_3m_6m_sat,
+            supply_6m_12m_sat = excluded.supply_6m_12m_sat,
+            supply_1y_2y_sat = excluded.supply_1y_2y_sat,
+            supply_2y_3y_sat = excluded.supply_2y_3y_sat,
+            supply_3y_5y_sat = excluded.supply_3y_5y_sat,
+            supply_5y_7y_sat = excluded.supply_5y_7y_sat,
+            supply_7y_10y_sat = excluded.supply_7y_10y_sat,
+            supply_gt_10y_sat = excluded.supply_gt_10y_sat
+    $sql$, p_output) USING p_from, p_to;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+COMMENT ON FUNCTION core.metric_supply_age_bands(text, timestamptz, timestamptz, text) IS 'HODL waves: UTXO value at the end of each day by age band.';
+
+-- core.metric_holder_supply (24h only): at the end of each day, short-term holder supply (coins created
+-- fewer than 155 days before: age_days < 155) and long-term (age_days >= 155), the realized cap of each
+-- (value x creation-day close), and supply in profit / in loss: coins whose creation-day close is below /
+-- above the day's close (equal: neither). NULL when the state is unknown; USD and profit/loss NULL when a
+-- needed close is missing.
+CREATE OR REPLACE FUNCTION core.metric_holder_supply(
+    p_interval text, p_from timestamptz, p_to timestamptz, p_output text
+)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_rows bigint;
+BEGIN
+    IF p_interval <> '24h' THEN
+        RAISE EXCEPTION 'holder_supply is daily only (got %)', p_interval USING ERRCODE = '22023';
+    END IF;
+    EXECUTE format($sql$
+        WITH split AS (
+            SELECT u.day, u.known, u.age_days, u.unspent_sat, c.close_price_usd AS created_close
+            FROM core.btc_unspent_by_created_day(($1 AT TIME ZONE 'UTC')::date, ($2 AT TIME ZONE 'UTC')::date) AS u
+            LEFT JOIN core.btc_daily_close AS c ON u.created_day = c.day
+        ),
+
+        per_day AS (
+            SELECT
+                s.day,
+                bool_and(s.known) AS known,
+                coalesce(sum(s.unspent_sat), 0) AS total,
+                coalesce(sum(s.unspent_sat) FILTER (WHERE s.age_days < 155), 0) AS sth,
+                coalesce(sum(s.unspent_sat) FILTER (WHERE s.age_days >= 155), 0) AS lth,
+                count(*) FILTER (WHERE s.unspent_sat <> 0 AND s.created_close IS NULL AND s.age_days < 155) AS sth_unpriced,
+                count(*) FILTER (WHERE s.unspent_sat <> 0 AND s.created_close IS NULL AND s.age_days >= 155) AS lth_unpriced,
+                coalesce(sum(s.unspent_sat * s.created_close / 100000000) FILTER (WHERE s.age_days < 155), 0) AS sth_usd,
+                coalesce(sum(s.unspent_sat * s.created_close / 100000000) FILTER (WHERE s.age_days >= 155), 0)
+                    AS lth_usd,
+                array_agg(s.created_close) FILTER (WHERE s.unspent_sat <> 0) AS closes,
+                array_agg(s.unspent_sat) FILTER (WHERE s.unspent_sat <> 0) AS amounts
+            FROM split AS s
+            GROUP BY s.day
+        )
+
+        INSERT INTO core.%I AS t (
+            bucket_start_utc, utxo_value_sat, sth_supply_sat, lth_supply_sat, close_price_usd,
+            sth_realized_cap_usd, lth_realized_cap_usd, supply_in_profit_sat, supply_in_loss_sat
+        )
+        SELECT
+            p.bucket_start_utc,
+            CASE WHEN d.known THEN d.total END,
+            CASE WHEN d.known THEN d.sth END,
+            CASE WHEN d.known THEN d.lth END,
+            p.close_price_usd,
+            CASE WHEN d.known AND d.sth_unpriced = 0 THEN round(d.sth_usd, 8) END,
+            CASE WHEN d.known AND d.lth_unpriced = 0 THEN round(d.lth_usd, 8) END,
+            CASE WHEN d.known AND p.close_price_usd IS NOT NULL AND d.sth_unpriced + d.lth_unpriced = 0 THEN (
+                SELECT coalesce(sum(a.amount), 0)
+                FROM unnest(d.closes, d.amounts) AS a (close, amount)
+                WHERE a.close < p.close_price_usd
+            ) END,
+            CASE WHEN d.known AND p.close_price_usd IS NOT NULL AND d.sth_unpriced + d.lth_unpriced = 0 THEN (
+                SELECT coalesce(sum(a.amount), 0)
+                FROM unnest(d.closes, d.amounts) AS a (close, amount)
+                WHERE a.close > p.close_price_usd
+            ) END
+        FROM core.btc_priced_periods AS p
+        LEFT JOIN per_day AS d ON (p.bucket_start_utc AT TIME ZONE 'UTC')::date = d.day
+        WHERE p."interval" = '24h' AND p.bucket_start_utc BETWEEN $1 AND $2
+        ON CONFLICT (bucket_start_utc) DO UPDATE
+        SET utxo_value_sat = excluded.utxo_value_sat,
+            sth_supply_sat = excluded.sth_supply_sat,
+            lth_supply_sat = excluded.lth_supply_sat,
+            close_price_usd = excluded.close_price_usd,
+            sth_realized_cap_usd = excluded.sth_realized_cap_usd,
+            lth_realized_cap_usd = excluded.lth_realized_cap_usd,
+            supply_in_profit_sat = excluded.supply_in_profit_sat,
+            supply_in_loss_sat = excluded.supply_in_loss_sat
+    $sql$, p_output) USING p_from, p_to;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+COMMENT ON FUNCTION core.metric_holder_supply(text, timestamptz, timestamptz, text) IS 'Long/short-term holder supply (155 days) and realized caps, supply in profit/loss, per day.';
+
+-- core.seed_coin_age_metric_registry(p_reset): the coin-age metrics in core.metric_registry (called by
+-- core.seed_metric_registry): realized_cap, sopr, coin_days_destroyed at 10m/1h/24h; supply_age_bands and
+-- holder_supply daily. Dependencies: the interval's backbone (and its price) plus the daily close
+-- (rollup_mq_btc_price_24h:24h) for the USD ones. Keeps edits; p_reset as core.seed_metric_registry.
+CREATE OR REPLACE FUNCTION core.seed_coin_age_metric_registry(p_reset text DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_rows integer;
+BEGIN
+    WITH metrics (metric_name, sql_function, stem, intervals, needs_price, description) AS (
+        VALUES
+        ('realized_cap', 'core.metric_realized_cap', 'realized_cap', ARRAY['10m', '1h', '24h'], true,
+         'realized cap (coins at the close of their creation day), realized price, MVRV, NUPL'),
+        ('sopr', 'core.metric_sopr', 'sopr', ARRAY['10m', '1h', '24h'], true,
+         'SOPR, adjusted SOPR (spends younger than 1 hour left out), realized profit and loss in USD'),
+        ('coin_days_destroyed', 'core.metric_coin_days', 'coin_days', ARRAY['10m', '1h', '24h'], false,
+         'coin days destroyed, dormancy, cumulative CDD, UTXO coin days, liveliness'),
+        ('supply_age_bands', 'core.metric_supply_age_bands', 'supply_age_bands', ARRAY['24h'], false,
+         'UTXO value at the end of each day by age band (HODL waves)'),
+        ('holder_supply', 'core.metric_holder_supply', 'holder_supply', ARRAY['24h'], true,
+         'short/long-term holder supply (155 days) and realized caps, supply in profit / loss')
+    ),
+
+    intervals ("interval", primitive_checkpoint, price_checkpoint) AS (
+        VALUES
+        ('10m', 'btc_primitive_10m_builder:10m', 'btc_price_canonical_composer:10m'),
+        ('1h', 'rollup_btc_primitive_1h:1h', 'rollup_mq_btc_price_1h:1h'),
+        ('24h', 'rollup_btc_primitive_24h:24h', 'rollup_mq_btc_price_24h:24h')
+    ),
+
+    defaults AS (
+        SELECT
+            m.metric_name,
+            i."interval",
+            m.sql_function,
+            format('btc_%s_%s', m.stem, i."interval") AS output_table,
+            m.description,
+            ARRAY[i.primitive_checkpoint]
+            || CASE
+                WHEN m.needs_price AND i."interval" = '24h' THEN ARRAY[i.price_checkpoint]
+                WHEN m.needs_price THEN ARRAY[i.price_checkpoint, 'rollup_mq_btc_price_24h:24h']
+                ELSE '{}'
+            END AS dependencies
+        FROM metrics AS m
+        INNER JOIN intervals AS i ON i."interval" = ANY(m.intervals)
+    )
+
+    INSERT INTO core.metric_registry AS r (
+        metric_name, factor, "interval", sql_function, output_table, dependencies, description
+    )
+    SELECT d.metric_name, 'coin_age', d."interval", d.sql_function, d.output_table, d.dependencies, d.description
+    FROM defaults AS d
+    ON CONFLICT (metric_name, "interval") DO UPDATE
+    SET factor = excluded.factor,
+        sql_function = excluded.sql_function,
+        output_table = excluded.output_table,
+        dependencies = excluded.dependencies,
+        description = excluded.description,
+        enabled = true,
+        version = 1,
+        updated_at = now()
+    WHERE p_reset = 'all' OR r.metric_name = p_reset;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+COMMENT ON FUNCTION core.seed_coin_age_metric_registry(text) IS 'Seed the coin-age metrics into core.metric_registry (missing rows; p_reset restores defaults).';
