@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -84,6 +86,38 @@ def free_port() -> int:
 
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int, children: bool = False) -> float:
+    """CPU seconds (user + system) of a process, with its reaped children's when asked (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return (utime + stime + (cutime + cstime if children else 0)) / TICK
+
+
+def server_cpu(server: EmbeddedPostgres) -> float:
+    """CPU seconds of a PostgreSQL cluster: the postmaster with its exited backends, plus its live processes.
+
+    CPU seconds, unlike wall time, do not grow with the machine's load (other engineers' test suites)."""
+    postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+    total = process_cpu(postmaster, children=True)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text.rsplit(")", 1)[1].split()[1]) == postmaster:
+            with contextlib.suppress(OSError):
+                total += process_cpu(int(stat.parent.name))
+    return total
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class Rpc:
@@ -286,10 +320,18 @@ def run_engine(kind: str, node: SimNodeProcess, base: Path, first: int, last: in
             env["MQNODE_REQUIRE_TIMESCALEDB"] = "true"
         mqnode(env, "db", "upgrade")
         result: dict = {"engine": kind, "load_before": load_average()}
+        loader_cpu, db_cpu, node_cpu = children_cpu(), server_cpu(server), process_cpu(node.proc.pid)
         wall, stderr = mqnode(
             env, "btc", "backfill", "--mode", "full", "--start-height", str(first), "--until", until.isoformat()
         )
-        result.update(backfill_wall_sec=wall, load_after=load_average(), **parse_progress(stderr))
+        result.update(
+            backfill_wall_sec=wall,
+            load_after=load_average(),
+            loader_cpu_sec=children_cpu() - loader_cpu,
+            database_cpu_sec=server_cpu(server) - db_cpu,
+            simnode_cpu_sec=process_cpu(node.proc.pid) - node_cpu,
+            **parse_progress(stderr),
+        )
         with psycopg.connect(server.url) as conn:
             result["functions"] = function_times(conn)
             result["chain"] = chain_facts(conn)
@@ -316,6 +358,12 @@ def report(r: dict) -> None:
         f" {tx / r['backfill_wall_sec']:,.0f} tx/s (ingest {r.get('ingest_elapsed', 0):.1f}s ="
         f" {tx / max(r.get('ingest_elapsed', 1), 1e-9):,.0f} tx/s, 10m timeline {r.get('timeline_elapsed', 0):.1f}s)"
     )
+    print(
+        f"CPU seconds of the backfill: loader process {r['loader_cpu_sec']:.1f}s ({r['loader_cpu_sec'] / tx * 1e6:.1f}"
+        f" us/tx), database server {r['database_cpu_sec']:.1f}s ({r['database_cpu_sec'] / tx * 1e6:.1f} us/tx),"
+        f" sim-node serving files {r['simnode_cpu_sec']:.1f}s"
+    )
+    print("stage seconds (wall per thread, summed over threads; inflated by the load):")
     rows = [(name, seconds) for name, seconds in stages.items()]
     rows.append(("  of which batch SQL (begin+finish_block_batch)", batch_sql))
     rows.append(("  of which COPY and the rest", stages.get("write_batch", 0) - batch_sql))
