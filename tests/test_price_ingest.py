@@ -9,7 +9,7 @@ from decimal import Decimal as D
 import psycopg
 import pytest
 
-from app.market.fetch import VenueFetcher
+from app.market.fetch import VENUE_SPECS, VenueFetcher
 from app.market.ingest import ingest_source, registry_rows
 from tests.fake_exchange import FakeExchange, minute_of, price
 
@@ -69,7 +69,7 @@ def stored(conn, venue: str) -> list[tuple]:
     return rows
 
 
-@pytest.mark.parametrize("venue", ["bitstamp", "coinbase", "bybit", "binance", "okx", "bitfinex"])
+@pytest.mark.parametrize("venue", list(VENUE_SPECS))  # every registry venue (tests/test_venue_registry.py)
 def test_first_run_then_resume_per_venue(db_url, exchange, venue):
     with psycopg.connect(db_url) as conn:
         config = configure(conn, exchange, venue, page_size=60)  # small pages: several requests per run

@@ -12,14 +12,6 @@ import pytest
 from tests.chainrows import Block, insert_blocks
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
-SYMBOL = {
-    "bitstamp": "btcusd",
-    "coinbase": "BTC-USD",
-    "bybit": "BTCUSDT",
-    "binance": "BTCUSDT",
-    "okx": "BTC-USDT",
-    "bitfinex": "tBTCUSD",
-}
 
 
 def bucket(n: int) -> datetime:
@@ -32,13 +24,15 @@ def seed(conn: psycopg.Connection) -> None:
 
 
 def venue_row(conn, venue, n, o, h, low, c, volume, updated_after_close=True, actual=10):
+    """A row of the venue's BTC market (the registry row named after the venue: its symbol)."""
     updated = bucket(n) + timedelta(minutes=15 if updated_after_close else 5)
     conn.execute(
         f"INSERT INTO core.{venue}_price_10m (bucket_start_utc, symbol, open_price_usd, high_price_usd, low_price_usd,"
         " close_price_usd, volume_btc, source_updated_at, quality_status, data_source_mode,"
         " expected_child_candle_count, actual_child_candle_count)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'complete', 'test', 10, %s)",
-        (bucket(n), SYMBOL[venue], o, h, low, c, volume, updated, actual),
+        " SELECT %s, r.symbol, %s, %s, %s, %s, %s, %s, 'complete', 'test', 10, %s"
+        " FROM core.mq_price_source_registry AS r WHERE r.source_name = %s",
+        (bucket(n), o, h, low, c, volume, updated, actual, venue),
     )
 
 

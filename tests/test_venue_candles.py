@@ -105,7 +105,9 @@ def test_bybit_list_newest_first():
     )
 
 
-def test_bad_candles_are_rejected_with_reasons_and_duplicates_collapse():
+def test_bad_candles_are_rejected_with_reasons_and_duplicates_collapse(db_url):
+    """The parser rejects what it cannot decode; core.write_venue_candles (core.candle_problem, the grid)
+    rejects the rest with a reason and stores the valid ones."""
     rows = [
         [60, 90, 110, 100, 105, 1],  # good (coinbase order: time, low, high, open, close, volume)
         [120, 0, 110, 90, 105, 1],  # zero low
@@ -117,9 +119,17 @@ def test_bad_candles_are_rejected_with_reasons_and_duplicates_collapse():
     ]
     import json
 
+    import psycopg
+
+    from app.market.ingest import write_candles
+
     parsed = parse_coinbase(json.dumps(rows), "BTC-USD", 60)
-    assert [(c.open_time, c.close) for c in parsed.candles] == [(at(60), D(106))]
-    reasons = [reason for _, reason in parsed.rejected]
+    with psycopg.connect(db_url) as conn:
+        judged = write_candles(conn, "coinbase", parsed.candles)
+        stored = conn.execute("SELECT open_time, close_price FROM raw.venue_candles ORDER BY 1").fetchall()
+    assert stored == [(at(60), D(106))]
+    rejected = parsed.rejected + [(parsed.candles[i].raw, reason) for i, reason in judged]
+    reasons = [reason for _, reason in sorted(rejected, key=lambda r: rows.index(list(r[0])))]
     assert reasons[0].startswith("non-positive low") and reasons[1].startswith("high 99 below")
     assert reasons[2].startswith("negative volume_base") and "grid" in reasons[3]
     assert reasons[4].startswith("malformed candle")

@@ -2,9 +2,10 @@
 
 Bearer token compared in constant time with MQNODE_INTERNAL_INGEST_TOKEN; without a configured token the
 route refuses everything. The whole payload is validated before anything is written (row count bound,
-10-minute alignment, OHLC sanity, quality fields); a bad row gets a 4xx naming the row and the field.
-Valid rows upsert into core.binance_price_10m in one transaction; the local Binance source checkpoint is
-not touched (the cloud feeder owns its own), so replays are idempotent.
+decoding, 10-minute alignment and quality fields here; the OHLCV rule core.candle_problem in SQL); a bad
+row gets a 4xx naming the row and the field. The rows go through core.write_venue_price_10m, the writer
+of REST-built rows too (precedence, composer rewind, NOTIFY), in one transaction; the local Binance source
+checkpoint is not touched (the cloud feeder owns its own), so replays are idempotent.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def ingest_binance_10m(request: Request, body: RawBody) -> dict[str, Any]:
         raise HTTPException(status_code=413, detail=f"{len(rows)} rows; at most {config.max_rows} per request")
     try:
         values = [validate_row(row, i) for i, row in enumerate(rows)]
+        with psycopg.connect(config.database_url) as conn:
+            upsert_rows(conn, values)
     except PushedRowError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
-    with psycopg.connect(config.database_url) as conn:
-        upsert_rows(conn, values)
     return {"accepted": len(values), "table": "binance_price_10m"}

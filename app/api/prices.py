@@ -1,6 +1,6 @@
 """GET /api/v1/btc/price/canonical (api.btc_price_canonical_<interval>; with ?method=, the 10m price under
 that composition method computed on request by api.btc_price_composed_10m) and
-GET /api/v1/btc/price/venues/{venue} (api.btc_price_venue_10m, one venue)."""
+GET /api/v1/btc/price/venues/{venue} (api.btc_price_venue_10m, one venue of the price source registry)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from litestar import Controller, Response, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException, ServiceUnavailableException, ValidationException
-from litestar.openapi.spec import Example
 from litestar.params import PathParameter, QueryParameter
 from psycopg import sql
 
@@ -26,8 +25,8 @@ from app.api.pages import (
     read_page,
 )
 
-# The venues of the data contract (core.<venue>_price_10m), in the order the registry ranks them.
-VENUES = ("bitstamp", "coinbase", "bybit", "binance", "okx", "bitfinex")
+# The venues are the registry's (each has its core.<venue>_price_10m), in the order it ranks them.
+VENUES = "SELECT venue FROM api.price_source_registry GROUP BY venue ORDER BY min(priority_rank), venue"
 VENUE_VIEW = "btc_price_venue_10m"
 Method = Literal["volume_weighted_ohlc_v1", "median_filtered_v1", "reference_rate_v1"]  # = COMPOSITION_METHODS
 # A method comparison composes on request: its range is bounded (7 days = 1,008 buckets).
@@ -88,13 +87,14 @@ class PriceController(Controller):
         page: NamedDependency[PageRequest],
         venue: Annotated[
             str,
-            PathParameter(description="One of " + ", ".join(VENUES) + ".", examples=[Example(value=v) for v in VENUES]),
+            PathParameter(description="A venue of the price source registry (GET /api/v1/registry/price-sources)."),
         ],
         interval: Annotated[
             Literal["10m"], QueryParameter(description="10m only: venue rows are 10-minute candles.")
         ] = "10m",
     ) -> Response[Page]:
         """One venue's sparse 10m OHLCV with quality metadata: api.btc_price_venue_10m WHERE venue = {venue}."""
-        if venue not in VENUES:
-            raise NotFoundException(detail=f"unknown venue {venue!r}: venues are " + ", ".join(VENUES))
+        venues = [row[0] for row in (await state.reads.fetch(VENUES)).rows]
+        if venue not in venues:
+            raise NotFoundException(detail=f"unknown venue {venue!r}: venues are " + ", ".join(venues))
         return await read_page(state.reads, VENUE_VIEW, page, listing=f"{VENUE_VIEW}:{venue}", equals={"venue": venue})

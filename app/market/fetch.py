@@ -1,9 +1,10 @@
 """Venue REST fetchers: child candles for a time range, paged per venue, politely.
 
 Each venue is asked for windows of at most its page size; the parser (app/market/candles.py) turns a
-page into validated candles. Rate limits are respected with a minimum gap between requests, HTTP 429/418
-waits for Retry-After, 5xx and broken bodies (truncated JSON) back off and retry; a window that still
-fails raises VenueFetchError so the caller records it and nothing is invented for it.
+page into decoded candles (judged by SQL when written). Rate limits are respected with a minimum gap
+between requests, HTTP 429/418 waits for Retry-After, 5xx and broken bodies (truncated JSON) back off and
+retry; a window that still fails raises VenueFetchError so the caller records it and nothing is
+invented for it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def _s(t: datetime) -> int:
     return int(t.timestamp())
 
 
+# How each registry venue pages (tests/test_venue_registry.py checks the keys against the registry).
 VENUE_SPECS: dict[str, VenueSpec] = {
     # GET /api/v3/klines: startTime/endTime inclusive in ms, limit <= 1000.
     "binance": VenueSpec(

@@ -25,21 +25,9 @@ from app.market.fetch import VenueFetcher, VenueFetchError, utc
 
 log = logging.getLogger(__name__)
 
-UPSERT_CANDLE = """
-INSERT INTO raw.venue_candles AS c (venue, symbol, interval_sec, open_time, open_price, high_price, low_price,
-                                     close_price, volume_base, volume_quote, trade_count, raw_payload)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (venue, symbol, interval_sec, open_time) DO UPDATE
-SET open_price = excluded.open_price, high_price = excluded.high_price, low_price = excluded.low_price,
-    close_price = excluded.close_price, volume_base = excluded.volume_base, volume_quote = excluded.volume_quote,
-    trade_count = excluded.trade_count, raw_payload = excluded.raw_payload, loaded_at = excluded.loaded_at
-WHERE (c.open_price, c.high_price, c.low_price, c.close_price, c.volume_base, c.volume_quote, c.trade_count,
-       c.raw_payload)
-      IS DISTINCT FROM (excluded.open_price, excluded.high_price, excluded.low_price, excluded.close_price,
-                        excluded.volume_base, excluded.volume_quote, excluded.trade_count, excluded.raw_payload)
-"""
-# An unchanged candle fetched again (each pass re-reads from checkpoint - 10m) keeps its loaded_at, so the
-# venue row built from it is identical: re-runs change nothing.
+WRITE_CANDLES = "SELECT candle_index, reason FROM core.write_venue_candles(%s, %s::jsonb)"
+# core.write_venue_candles judges each candle (core.candle_problem, the interval grid) and upserts the valid
+# ones; an unchanged candle fetched again keeps its loaded_at, so re-runs change nothing.
 
 
 @dataclass
@@ -66,36 +54,45 @@ def registry_rows(conn: psycopg.Connection, source: str | None) -> list[tuple[st
     return rows
 
 
+def write_candles(conn: psycopg.Connection, venue: str, candles: list[Candle]) -> list[tuple[int, str]]:
+    """Child candles through core.write_venue_candles (in the caller's transaction): the valid ones are
+    upserted; the others come back as (position in candles, reason) and are logged."""
+    if not candles:
+        return []
+    payload = [
+        {
+            "symbol": c.symbol,
+            "interval_sec": c.interval_sec,
+            "open_time": c.open_time.isoformat(),
+            "open": c.open,
+            "high": c.high,
+            "low": c.low,
+            "close": c.close,
+            "volume_base": c.volume_base,
+            "volume_quote": c.volume_quote,
+            "trade_count": c.trade_count,
+            "raw": c.raw,
+        }
+        for c in candles
+    ]
+    rejected = conn.execute(WRITE_CANDLES, (venue, json.dumps(payload, default=str))).fetchall()
+    for index, reason in rejected:
+        log.warning("%s: rejected candle %s: %s", venue, json.dumps(candles[index].raw, default=str)[:200], reason)
+    return rejected
+
+
 def write_window(
     conn: psycopg.Connection, venue: str, symbol: str, start: datetime, end: datetime, candles: list[Candle]
-) -> None:
+) -> int:
+    """One window in one transaction: the candles (write_candles), then core.build_venue_price_10m over the
+    window. Returns the number of candles rejected."""
     require_idle(conn, "write_window (one transaction per window)")
     with conn.transaction():
-        if candles:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    UPSERT_CANDLE,
-                    [
-                        (
-                            venue,
-                            c.symbol,
-                            c.interval_sec,
-                            c.open_time,
-                            c.open,
-                            c.high,
-                            c.low,
-                            c.close,
-                            c.volume_base,
-                            c.volume_quote,
-                            c.trade_count,
-                            json.dumps(c.raw, default=str),
-                        )
-                        for c in candles
-                    ],
-                )
+        rejected = write_candles(conn, venue, candles)
         conn.execute(
             "SELECT core.build_venue_price_10m(%s, %s, %s, %s)", (venue, symbol, start, end - timedelta(seconds=1))
         )
+    return len(rejected)
 
 
 def ingest_source(
@@ -138,8 +135,9 @@ def ingest_source(
     logged = time.monotonic()
     try:
         for a, b, candles in fetcher.fetch(start, end):
-            write_window(conn, venue, fetcher.symbol, a, b, candles)
-            report.candles += len(candles)
+            rejected = write_window(conn, venue, fetcher.symbol, a, b, candles)
+            report.candles += len(candles) - rejected
+            report.rejected += rejected
             if should_stop():
                 report.status, report.end = "stopped", b
                 log.info("%s: stopped at %s (resumes from its checkpoint)", source, b.isoformat())
@@ -157,7 +155,7 @@ def ingest_source(
             conn.execute("SELECT core.checkpoint_error('btc', %s, '10m', %s)", (f"btc_price_source_{source}", str(exc)))
         report.status, report.message = "error", str(exc)
         log.error("%s: %s (will resume from the checkpoint)", source, exc)
-    report.rejected = fetcher.stats.rejected
+    report.rejected += fetcher.stats.rejected  # undecodable rows, rejected by the parser
     return report
 
 

@@ -1,6 +1,10 @@
-"""Finished Binance 10m rows pushed by a collector: validation and the upsert into core.binance_price_10m.
+"""Finished Binance 10m rows from a collector: decoding, then the one SQL writer of venue rows.
 
 Used by the internal ingest route (rows from a remote collector) and by the collector writing locally.
+Python decodes each row (times, numbers, counts, the quality fields) and names the row and field of what
+it cannot decode; the rows then go to core.write_venue_price_10m, the writer REST child candles go through
+too: the OHLCV validity rule (core.candle_problem; a failing row is SQLSTATE MQ004 naming the row and
+field, nothing written), the REST precedence rule, the composer rewind and NOTIFY venue_price_ready.
 The local Binance source checkpoint is never moved here: the pushing collector owns its own progress.
 """
 
@@ -16,31 +20,8 @@ import psycopg
 QUALITY_STATUSES = ("complete", "partial", "repaired", "gap")
 DATA_SOURCE_MODES = ("websocket", "rest_repair", "websocket_rest_repair", "remote_push", "rest_child_candles")
 PRICE_FIELDS = ("open_price_usd", "high_price_usd", "low_price_usd", "close_price_usd")
-COLUMNS = (
-    "bucket_start_utc",
-    "symbol",
-    "open_price_usd",
-    "high_price_usd",
-    "low_price_usd",
-    "close_price_usd",
-    "volume_btc",
-    "volume_usd",
-    "trade_count",
-    "raw_payload",
-    "source_updated_at",
-    "quality_status",
-    "data_source_mode",
-    "expected_child_candle_count",
-    "actual_child_candle_count",
-    "first_receive_time",
-    "last_receive_time",
-    "disconnect_count",
-    "gap_count",
-)
-UPSERT = (
-    f"INSERT INTO core.binance_price_10m ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
-    " ON CONFLICT (bucket_start_utc, symbol) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:])
-)
+WRITE = "SELECT core.write_venue_price_10m(%s, %s::jsonb)"
+INVALID_ROW = "MQ004"  # core.write_venue_price_10m: a row that is not a real trade summary
 
 
 class PushedRowError(ValueError):
@@ -75,12 +56,9 @@ def _number(row: dict, index: int, field: str, required: bool) -> Decimal | None
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
         _fail(index, field, f"not a number: {value!r}")
     try:
-        number = Decimal(str(value))
+        return Decimal(str(value))  # NaN and Infinity decode; core.candle_problem refuses them
     except InvalidOperation:
         _fail(index, field, f"not a number: {value!r}")
-    if not number.is_finite():
-        _fail(index, field, f"not finite: {value!r}")
-    return number
 
 
 def _count(row: dict, index: int, field: str) -> int | None:
@@ -92,8 +70,10 @@ def _count(row: dict, index: int, field: str) -> int | None:
     return value
 
 
-def validate_row(row: Any, index: int) -> tuple:
-    """One pushed row -> the tuple of COLUMNS, or a 422 naming the row and field."""
+def validate_row(row: Any, index: int) -> dict[str, Any]:
+    """One pushed row -> the row for core.write_venue_price_10m (its column names), or a PushedRowError
+    naming the row and field. Prices and volumes are only decoded here: whether they form a real trade
+    summary is core.candle_problem's call when the rows are written."""
     if not isinstance(row, dict):
         raise PushedRowError(f"row {index}: expected an object")
     bucket = _time(row, index, "bucket_start_utc")
@@ -103,18 +83,7 @@ def validate_row(row: Any, index: int) -> tuple:
     if not isinstance(symbol, str) or not symbol:
         _fail(index, "symbol", "missing")
     prices = {f: _number(row, index, f, True) for f in PRICE_FIELDS}
-    for field, value in prices.items():
-        if value <= 0:
-            _fail(index, field, f"price must be positive, got {value}")
-    o, h, low, c = (prices[f] for f in PRICE_FIELDS)
-    if h < max(o, c, low):
-        _fail(index, "high_price_usd", f"{h} is below max(open, close, low)")
-    if low > min(o, c, h):
-        _fail(index, "low_price_usd", f"{low} is above min(open, close, high)")
     volumes = {f: _number(row, index, f, False) for f in ("volume_btc", "volume_usd")}
-    for field, value in volumes.items():
-        if value is not None and value < 0:
-            _fail(index, field, f"must not be negative, got {value}")
     quality = row.get("quality_status")
     if quality not in QUALITY_STATUSES:
         _fail(index, "quality_status", f"must be one of {', '.join(QUALITY_STATUSES)}, got {quality!r}")
@@ -131,39 +100,44 @@ def validate_row(row: Any, index: int) -> tuple:
     last = _time(row, index, "last_receive_time", required=False)
     if first and last and last < first:
         _fail(index, "last_receive_time", "is before first_receive_time")
-    raw_payload = row.get("raw_payload")
-    return (
-        bucket,
-        symbol,
-        o,
-        h,
-        low,
-        c,
-        volumes["volume_btc"],
-        volumes["volume_usd"],
-        _count(row, index, "trade_count"),
-        None if raw_payload is None else json.dumps(raw_payload),
-        _time(row, index, "source_updated_at", False) or last or bucket,
-        quality,
-        mode,
-        expected,
-        actual,
-        first,
-        last,
-        _count(row, index, "disconnect_count"),
-        _count(row, index, "gap_count"),
-    )
+    return {
+        "bucket_start_utc": bucket,
+        "symbol": symbol,
+        **prices,
+        **volumes,
+        "trade_count": _count(row, index, "trade_count"),
+        "raw_payload": row.get("raw_payload"),
+        "source_updated_at": _time(row, index, "source_updated_at", False) or last or bucket,
+        "quality_status": quality,
+        "data_source_mode": mode,
+        "expected_child_candle_count": expected,
+        "actual_child_candle_count": actual,
+        "first_receive_time": first,
+        "last_receive_time": last,
+        "disconnect_count": _count(row, index, "disconnect_count"),
+        "gap_count": _count(row, index, "gap_count"),
+    }
 
 
-def upsert_rows(conn: psycopg.Connection, values: list[tuple]) -> None:
-    """Upsert validated rows in one transaction (replays give identical rows); the canonical composer
-    is rewound to the oldest bucket so those buckets are composed again."""
-    if not values:
-        return
-    with conn.transaction(), conn.cursor() as cur:
-        cur.executemany(UPSERT, values)
-        cur.execute(
-            "SELECT core.rewind_checkpoints(ARRAY['btc\\_price\\_canonical\\_composer'], %s)",
-            (min(v[0] for v in values),),
-        )
-        cur.execute("SELECT pg_notify('venue_price_ready', %s)", (f'{{"venue": "binance", "rows": {len(values)}}}',))
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)  # exact: the SQL side reads the text as numeric
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def upsert_rows(conn: psycopg.Connection, rows: list[dict[str, Any]], venue: str = "binance") -> int:
+    """Write decoded rows in one transaction through core.write_venue_price_10m (validity, precedence, the
+    composer rewind, NOTIFY); replays give identical rows. A row SQL refuses raises PushedRowError with its
+    row and field, and nothing is written. Returns the number of rows written."""
+    if not rows:
+        return 0
+    try:
+        with conn.transaction():
+            (written,) = conn.execute(WRITE, (venue, json.dumps(rows, default=_json))).fetchone()
+    except psycopg.Error as exc:
+        if exc.sqlstate == INVALID_ROW:
+            raise PushedRowError(exc.diag.message_primary) from exc
+        raise
+    return written

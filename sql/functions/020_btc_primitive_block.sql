@@ -101,6 +101,9 @@ COMMENT ON FUNCTION core.btc_fee_stats(bigint[], bigint[], bigint[], bigint[]) I
 CREATE OR REPLACE FUNCTION core.build_block_fee_facts(p_from bigint, p_to bigint)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
+-- A loader batch of many blocks sorts all their observations by height: 4 MB (the default) spilled to disk
+-- for 20 blocks of 2,500 transactions.
+SET work_mem = '64MB'
 AS $$
 DECLARE
     v_rows integer;
@@ -223,101 +226,8 @@ END
 $$;
 COMMENT ON FUNCTION core.build_block_fee_facts(bigint, bigint) IS 'Write core.btc_block_fee_facts for a height range from its transactions (the only fee pass over raw.btc_tx_raw).';
 
--- core.btc_fee_stats_of_blocks(p_heights): core.btc_fee_stats of the union of the fee observations of
--- the blocks p_heights (a 10m bucket, an hour, a day), from core.btc_block_fee_facts only: the blocks'
--- sorted arrays merged (unnest, one sort each). One block: its stored statistics (the same function
--- over the same arrays, computed at ingest). No block or no observation: no row (callers LEFT JOIN
--- LATERAL ... ON true and get NULLs). Stable; reads no transaction.
-CREATE OR REPLACE FUNCTION core.btc_fee_stats_of_blocks(p_heights bigint[])
-RETURNS TABLE (
-    median_fee_sat numeric,
-    fee_p10_sat bigint,
-    fee_p25_sat bigint,
-    fee_p75_sat bigint,
-    fee_p90_sat bigint,
-    median_feerate_sat_vb numeric,
-    min_feerate_sat_vb numeric,
-    max_feerate_sat_vb numeric,
-    feerate_p10_sat_vb bigint,
-    feerate_p25_sat_vb bigint,
-    feerate_p50_sat_vb bigint,
-    feerate_p75_sat_vb bigint,
-    feerate_p90_sat_vb bigint
-)
-LANGUAGE plpgsql STABLE PARALLEL SAFE
-ROWS 1
-AS $$
-DECLARE
-    v_fees bigint[];
-    v_rates bigint[];
-    v_core_rates bigint[];
-    v_core_weights bigint[];
-BEGIN
-    IF coalesce(cardinality(p_heights), 0) = 0 THEN
-        RETURN;
-    END IF;
-    IF cardinality(p_heights) = 1 THEN
-        RETURN QUERY
-        SELECT
-            f.median_fee_sat,
-            f.fee_p10_sat,
-            f.fee_p25_sat,
-            f.fee_p75_sat,
-            f.fee_p90_sat,
-            f.median_feerate_sat_vb,
-            f.min_feerate_sat_vb,
-            f.max_feerate_sat_vb,
-            f.feerate_p10_sat_vb,
-            f.feerate_p25_sat_vb,
-            f.feerate_p50_sat_vb,
-            f.feerate_p75_sat_vb,
-            f.feerate_p90_sat_vb
-        FROM core.btc_block_fee_facts AS f
-        WHERE f.height = p_heights[1] AND f.fee_tx_count > 0;
-        RETURN;
-    END IF;
-
-    SELECT array_agg(u.fee ORDER BY u.fee) INTO v_fees
-    FROM core.btc_block_fee_facts AS f
-    CROSS JOIN LATERAL unnest(f.fees_sorted_sat) AS u (fee)
-    WHERE f.height = ANY(p_heights);
-    IF v_fees IS NULL THEN
-        RETURN;
-    END IF;
-
-    SELECT array_agg(u.rate ORDER BY u.rate) INTO v_rates
-    FROM core.btc_block_fee_facts AS f
-    CROSS JOIN LATERAL unnest(f.feerates_sorted_e8) AS u (rate)
-    WHERE f.height = ANY(p_heights);
-
-    SELECT array_agg(c.rate ORDER BY c.rate), array_agg(c.weight_wu ORDER BY c.rate)
-    INTO v_core_rates, v_core_weights
-    FROM (
-        SELECT u.rate, u.weight_wu
-        FROM core.btc_block_fee_facts AS f
-        CROSS JOIN LATERAL unnest(f.core_feerates_sat_vb, f.core_feerate_weights_wu) AS u (rate, weight_wu)
-        WHERE f.height = ANY(p_heights)
-    ) AS c;
-
-    RETURN QUERY
-    SELECT
-        s.median_fee_sat,
-        s.fee_p10_sat,
-        s.fee_p25_sat,
-        s.fee_p75_sat,
-        s.fee_p90_sat,
-        s.median_feerate_sat_vb,
-        s.min_feerate_sat_vb,
-        s.max_feerate_sat_vb,
-        s.feerate_p10_sat_vb,
-        s.feerate_p25_sat_vb,
-        s.feerate_p50_sat_vb,
-        s.feerate_p75_sat_vb,
-        s.feerate_p90_sat_vb
-    FROM core.btc_fee_stats(v_fees, v_rates, v_core_rates, v_core_weights) AS s;
-END
-$$;
-COMMENT ON FUNCTION core.btc_fee_stats_of_blocks(bigint[]) IS 'Exact fee median and percentiles of a set of blocks, from their per-block fee facts.';
+-- core.btc_fee_stats_of_blocks(p_heights), the statistics of a set of blocks from their fee facts:
+-- sql/functions/021_btc_fee_selection.sql.
 
 -- core.build_primitive_block(p_from, p_to)
 -- Computes the reusable per-block facts of heights p_from..p_to from raw.btc_blocks_raw and
@@ -354,6 +264,9 @@ BEGIN
         FROM core.btc_primitive_block AS pb WHERE pb.height = p_from - 1;
     END IF;
 
+    -- The block's fee observations, once (core.btc_block_fee_facts); its min/max feerate come from them.
+    PERFORM core.build_block_fee_facts(p_from, p_to);
+
     INSERT INTO core.btc_primitive_block AS p (
         height, block_hash, block_time, median_time, event_time, bucket_start_utc,
         tx_count, non_coinbase_tx_count, input_count, output_count,
@@ -377,10 +290,6 @@ BEGIN
             coalesce(sum(t.fee_sat), 0)::bigint AS known_fee_sat,
             sum(t.size)::bigint AS tx_size_total_bytes,
             sum(coalesce(t.vsize, ceil(coalesce(t.weight, 4 * t.size) / 4.0)))::bigint AS tx_vsize_total_vb,
-            min(round(t.fee_sat::numeric / nullif(coalesce(t.vsize, ceil(coalesce(t.weight, 4 * t.size) / 4.0)), 0), 8))
-                FILTER (WHERE NOT t.is_coinbase) AS min_feerate_sat_vb,
-            max(round(t.fee_sat::numeric / nullif(coalesce(t.vsize, ceil(coalesce(t.weight, 4 * t.size) / 4.0)), 0), 8))
-                FILTER (WHERE NOT t.is_coinbase) AS max_feerate_sat_vb,
             (count(*) FILTER (WHERE t.is_segwit AND NOT t.is_coinbase))::integer AS segwit_tx_count,
             coalesce(sum(t.size) FILTER (WHERE t.is_segwit AND NOT t.is_coinbase), 0)::bigint AS sw_total_size_bytes,
             coalesce(sum(coalesce(t.weight, 4 * t.size)) FILTER (WHERE t.is_segwit AND NOT t.is_coinbase), 0)::bigint
@@ -403,8 +312,10 @@ BEGIN
             tx.known_fee_sat,
             tx.tx_size_total_bytes,
             tx.tx_vsize_total_vb,
-            tx.min_feerate_sat_vb,
-            tx.max_feerate_sat_vb,
+            -- min/max of round(fee / vsize, 8) over the block's transactions with a fee: the first and last
+            -- of its sorted feerates (core.btc_block_fee_facts, written above; used only when every fee is known).
+            ff.min_feerate_sat_vb,
+            ff.max_feerate_sat_vb,
             tx.segwit_tx_count,
             tx.sw_total_size_bytes,
             tx.sw_total_weight_wu,
@@ -416,6 +327,7 @@ BEGIN
             END AS total_fee_sat
         FROM raw.btc_blocks_raw AS b
         INNER JOIN tx ON b.height = tx.height
+        LEFT JOIN core.btc_block_fee_facts AS ff ON b.height = ff.height
         WHERE b.height BETWEEN p_from AND p_to
     ),
 
@@ -522,9 +434,6 @@ BEGIN
         ) AS s
         WHERE p.height = s.height AND p.cumulative_supply_sat IS DISTINCT FROM s.cumulative_supply_sat;
     END IF;
-
-    -- The block's fee observations, once (core.btc_block_fee_facts).
-    PERFORM core.build_block_fee_facts(p_from, p_to);
 
     RETURN v_rows;
 END

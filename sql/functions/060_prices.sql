@@ -81,46 +81,16 @@ BEGIN
 END
 $$;
 
--- core.venue_price_10m: the six sparse venue tables as one relation (venue column added).
-CREATE OR REPLACE VIEW core.venue_price_10m AS
-SELECT
-    'bitstamp' AS venue,
-    t.*
-FROM core.bitstamp_price_10m AS t
-UNION ALL
-SELECT
-    'coinbase' AS venue,
-    t.*
-FROM core.coinbase_price_10m AS t
-UNION ALL
-SELECT
-    'bybit' AS venue,
-    t.*
-FROM core.bybit_price_10m AS t
-UNION ALL
-SELECT
-    'binance' AS venue,
-    t.*
-FROM core.binance_price_10m AS t
-UNION ALL
-SELECT
-    'okx' AS venue,
-    t.*
-FROM core.okx_price_10m AS t
-UNION ALL
-SELECT
-    'bitfinex' AS venue,
-    t.*
-FROM core.bitfinex_price_10m AS t;
-COMMENT ON VIEW core.venue_price_10m IS 'All venue 10m rows, one relation; the composer reads it.';
+-- core.venue_price_10m (every venue table as one relation): 055_venue_rows.sql.
 
 -- core.build_venue_price_10m(p_venue, p_symbol, p_from, p_to, p_move_checkpoint)
 -- Builds core.<venue>_price_10m for buckets in [p_from, p_to] from raw.venue_candles, set-based:
 -- a bucket gets a row only where the venue has child candles in it (sparse, never a fake row);
 -- open = first child's open, close = last child's close, high = max, low = min, volumes and trade
 -- counts summed; expected/actual child counts and quality_status ('complete' when every child is
--- there, else 'partial') kept as quality metadata. Rows written from other modes (a collector's
--- websocket rows, remote pushes) are replaced only by a complete REST bucket.
+-- there, else 'partial') kept as quality metadata; written by core.write_venue_price_10m (the one writer:
+-- rows written from other modes, a collector's websocket rows or pushes, are replaced only by a complete
+-- REST bucket; the composer is rewound and NOTIFY venue_price_ready sent).
 -- With p_move_checkpoint, btc_price_source_<market>:10m moves to the last complete bucket written (the
 -- registry's source_name of that venue and symbol, else the venue).
 -- Re-runnable: the same candles give the same rows. Returns the number of rows written.
@@ -139,18 +109,20 @@ DECLARE
     v_last_complete timestamptz;
     v_component text;
 BEGIN
-    IF p_venue NOT IN ('bitstamp', 'coinbase', 'bybit', 'binance', 'okx', 'bitfinex') THEN
+    IF NOT EXISTS (SELECT 1 FROM core.mq_price_source_registry AS r WHERE r.venue = p_venue) THEN
         RAISE EXCEPTION 'unknown price venue %', p_venue USING ERRCODE = '22023';
     END IF;
 
-    EXECUTE format($sql$
+    -- The rows go through the one writer (validity, precedence, composer rewind, NOTIFY).
+    v_rows := core.write_venue_price_10m(p_venue, ARRAY(
         WITH children AS (
             SELECT
                 core.bucket_10m(c.open_time) AS bucket_start_utc,
                 c.*
             FROM raw.venue_candles AS c
-            WHERE c.venue = $1 AND c.symbol = $2
-              AND c.open_time >= core.bucket_10m($3) AND c.open_time < core.bucket_10m($4) + INTERVAL '10 minutes'
+            WHERE c.venue = p_venue AND c.symbol = p_symbol
+              AND c.open_time >= core.bucket_10m(p_from)
+              AND c.open_time < core.bucket_10m(p_to) + INTERVAL '10 minutes'
         ),
 
         buckets AS (
@@ -172,46 +144,17 @@ BEGIN
             GROUP BY ch.bucket_start_utc
         )
 
-        INSERT INTO core.%1$I AS t (
-            bucket_start_utc, symbol, open_price_usd, high_price_usd, low_price_usd, close_price_usd,
-            volume_btc, volume_usd, trade_count, raw_payload, source_updated_at, quality_status, data_source_mode,
-            expected_child_candle_count, actual_child_candle_count, first_receive_time, last_receive_time,
-            disconnect_count, gap_count
-        )
         SELECT
-            b.bucket_start_utc, $2, b.open_price, b.high_price, b.low_price, b.close_price,
-            b.volume_base, b.volume_quote, b.trade_count, b.raw_payload, b.loaded_at,
-            CASE WHEN b.actual >= b.expected THEN 'complete' ELSE 'partial' END,
-            'rest_child_candles', b.expected, b.actual, b.first_loaded_at, b.loaded_at, 0,
-            greatest(b.expected - b.actual, 0)
+            ROW(
+                p_venue, b.bucket_start_utc, p_symbol, b.open_price, b.high_price, b.low_price, b.close_price,
+                b.volume_base, b.volume_quote, b.trade_count, b.raw_payload, b.loaded_at,
+                CASE WHEN b.actual >= b.expected THEN 'complete' ELSE 'partial' END,
+                'rest_child_candles', b.expected, b.actual, b.first_loaded_at, b.loaded_at, 0,
+                greatest(b.expected - b.actual, 0)
+            )::core.venue_price_10m
         FROM buckets AS b
-        ON CONFLICT (bucket_start_utc, symbol) DO UPDATE
-        SET open_price_usd = excluded.open_price_usd,
-            high_price_usd = excluded.high_price_usd,
-            low_price_usd = excluded.low_price_usd,
-            close_price_usd = excluded.close_price_usd,
-            volume_btc = excluded.volume_btc,
-            volume_usd = excluded.volume_usd,
-            trade_count = excluded.trade_count,
-            raw_payload = excluded.raw_payload,
-            source_updated_at = excluded.source_updated_at,
-            quality_status = excluded.quality_status,
-            data_source_mode = excluded.data_source_mode,
-            expected_child_candle_count = excluded.expected_child_candle_count,
-            actual_child_candle_count = excluded.actual_child_candle_count,
-            first_receive_time = excluded.first_receive_time,
-            last_receive_time = excluded.last_receive_time,
-            disconnect_count = excluded.disconnect_count,
-            gap_count = excluded.gap_count
-        WHERE t.data_source_mode = 'rest_child_candles' OR excluded.quality_status = 'complete'
-    $sql$, p_venue || '_price_10m')
-    USING p_venue, p_symbol, p_from, p_to;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    IF v_rows > 0 THEN
-        -- The canonical price of these buckets must be composed again.
-        PERFORM core.rewind_checkpoints(ARRAY['btc\_price\_canonical\_composer'], core.bucket_10m(p_from));
-        PERFORM pg_notify('venue_price_ready', json_build_object('venue', p_venue, 'from_bucket', p_from)::text);
-    END IF;
+        ORDER BY b.bucket_start_utc
+    ));
 
     IF p_move_checkpoint THEN
         -- The market's own checkpoint: btc_price_source_<source_name> of the registry row listing this
@@ -421,6 +364,9 @@ AS $$
             mk.source,
             mk.quote,
             v.*,
+            core.candle_problem(
+                v.open_price_usd, v.high_price_usd, v.low_price_usd, v.close_price_usd, v.volume_btc, v.volume_usd
+            ) AS problem,
             CASE WHEN mk.quote = 'USD' OR NOT p_convert THEN 1 ELSE rt.usd_rate END AS rate,
             CASE
                 WHEN mk.quote = 'USD' THEN 'usd'
@@ -448,12 +394,7 @@ AS $$
             v.volume_btc,
             v.volume_usd * v.rate AS volume_usd,
             CASE
-                WHEN NOT (v.open_price_usd > 0 AND v.high_price_usd > 0 AND v.low_price_usd > 0
-                          AND v.close_price_usd > 0) THEN 'invalid: non-positive price'
-                WHEN v.high_price_usd < greatest(v.open_price_usd, v.close_price_usd, v.low_price_usd)
-                    OR v.low_price_usd > least(v.open_price_usd, v.close_price_usd, v.high_price_usd)
-                    THEN 'invalid: inconsistent OHLC'
-                WHEN v.volume_btc < 0 OR v.volume_usd < 0 THEN 'invalid: negative volume'
+                WHEN v.problem IS NOT NULL THEN 'invalid: ' || core.candle_problem_reason(v.problem)
                 WHEN v.rate IS NULL THEN format('no_usd_rate: no %s/USD rate measured for the bucket', v.quote)
                 WHEN p_method = 'median_filtered_v1'
                     AND (v.source_updated_at < v.bucket_start_utc + INTERVAL '10 minutes'
@@ -737,8 +678,8 @@ COMMENT ON FUNCTION core.btc_price_composition_10m(text, timestamptz, timestampt
 --   from     = p_from, else the composer checkpoint's last bucket (re-composed: late venue rows), else
 --              the timeline's first bucket; to = p_to, else the timeline's last bucket.
 -- Candidates and conversion: core.btc_price_composition_10m (the enabled registry BTC markets; USDT/USDC
--- quotes converted at the bucket's stablecoin/USD rate, left out with 'no_usd_rate' without one). Invalid rows (non-positive price,
--- high below max(open, close, low), low above min(open, close, high), negative volume) never count.
+-- quotes converted at the bucket's stablecoin/USD rate, left out with 'no_usd_rate' without one). Invalid rows
+-- (core.candle_problem: non-positive price, high below max(open, close, low), ...) never count.
 -- Methods:
 --   volume_weighted_ohlc_v1: O, H, L and C are each the volume-weighted mean over the valid rows
 --     (equal weights when no row reports volume; a row without volume gets no weight while others report
