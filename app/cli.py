@@ -9,7 +9,7 @@ import signal
 import sys
 from datetime import UTC, datetime
 
-from app.settings import Settings
+from app.settings import COMPOSITION_METHODS, Settings
 
 
 def _settings() -> Settings:
@@ -62,7 +62,8 @@ def cmd_btc_listen(args: argparse.Namespace) -> int:
     from app.db import connect
 
     settings = _settings()
-    conn = connect(_database_url(settings))
+    url = _database_url(settings)
+    conn = connect(url)
     listener = ChainListener(
         conn,
         _rpc(settings),
@@ -70,13 +71,16 @@ def cmd_btc_listen(args: argparse.Namespace) -> int:
         start_height=settings.btc_start_height if args.start_height is None else args.start_height,
         poll_interval_sec=settings.btc_poll_interval_sec,
         write_method=settings.db_write_method,
+        database_url=url,
+        error_backoff_sec=settings.lane_error_backoff_sec,
+        max_backoff_sec=settings.lane_max_backoff_sec,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: listener.stop())
     logging.getLogger(__name__).info("following %s from the raw checkpoint", settings.btc_rpc_url)
-    listener.run(once=args.once)
+    ok = listener.run(once=args.once)
     conn.close()
-    return 0
+    return 0 if ok else 1
 
 
 def cmd_btc_backfill(args: argparse.Namespace) -> int:
@@ -198,9 +202,16 @@ def cmd_prices_ingest(args: argparse.Namespace) -> int:
 
 
 def _run_lane(lane, once: bool) -> int:
+    settings = _settings()
+    lane.error_backoff_sec, lane.max_backoff_sec = settings.lane_error_backoff_sec, settings.lane_max_backoff_sec
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: lane.stop())
     return 0 if lane.run(once=once) else 1
+
+
+def _numeric(value: float | None) -> str | None:
+    """A float option as the SQL numeric it was typed as (str: 0.02, not the float's binary value); None: NULL."""
+    return None if value is None else str(value)
 
 
 def cmd_prices_compose(args: argparse.Namespace) -> int:
@@ -218,7 +229,7 @@ def cmd_prices_compose(args: argparse.Namespace) -> int:
             row = conn.execute(
                 "SELECT from_bucket, to_bucket, bucket_count"
                 " FROM core.compose_btc_price_10m(%s, %s::timestamptz, %s::timestamptz, %s::numeric, %s::numeric)",
-                (args.method, start, end, str(args.max_deviation), str(args.min_coverage)),
+                (args.method, start, end, _numeric(args.max_deviation), _numeric(args.min_coverage)),
             ).fetchone()
         if row is not None:
             print(f"mq_btc_price_10m composed {row[0]} .. {row[1]} ({row[2]} buckets, {args.method})", flush=True)
@@ -242,7 +253,13 @@ def cmd_metrics_run(args: argparse.Namespace) -> int:
 
     def run(conn) -> bool:
         try:
-            steps = run_metrics(conn, args.metric, args.interval, should_stop=lambda: lane.between_units(conn))
+            steps = run_metrics(
+                conn,
+                args.metric,
+                args.interval,
+                should_stop=lambda: lane.between_units(conn),
+                chunk_days=settings.metric_chunk_days,
+            )
         except ValueError as exc:
             raise SystemExit(f"metrics run: {exc}") from exc
         for s in steps:
@@ -481,22 +498,23 @@ def build_parser() -> argparse.ArgumentParser:
     compose = prices.add_parser("compose", help="compose mq_btc_price_10m from the venue tables in SQL")
     compose.add_argument(
         "--method",
-        choices=("volume_weighted_ohlc_v1", "median_filtered_v1", "reference_rate_v1"),
+        choices=COMPOSITION_METHODS,
         help="default MQNODE_PRICE_COMPOSITION_METHOD (volume_weighted_ohlc_v1)",
     )
     compose.add_argument("--start", help="first bucket (ISO time; default: the composer checkpoint)")
     compose.add_argument("--end", help="last bucket (ISO time; default: the end of the timeline)")
+    # Default (None): the SQL's core.price_max_deviation() / core.price_min_coverage(), their one definition.
     compose.add_argument(
         "--max-deviation",
         type=float,
-        default=0.02,
-        help="median_filtered_v1: largest share a close may stray from the venues' median",
+        help="median_filtered_v1: largest share a close may stray from the venues' median"
+        " (default core.price_max_deviation())",
     )
     compose.add_argument(
         "--min-coverage",
         type=float,
-        default=0.5,
-        help="median_filtered_v1, reference_rate_v1: smallest share of child candles a venue row needs",
+        help="median_filtered_v1, reference_rate_v1: smallest share of child candles a venue row needs"
+        " (default core.price_min_coverage())",
     )
     compose.add_argument(
         "--follow", action="store_true", help="keep composing: on new blocks / venue rows, and on a timer"

@@ -124,7 +124,8 @@ def wait_until_ready(api: str, database_url: str, stop: threading.Event, timeout
                 (caught_up,) = conn.execute(
                     "SELECT coalesce(min(c.last_bucket_time) >= max(b.last_bucket_time) - INTERVAL '10 minutes', false)"
                     " FROM core.sync_checkpoints AS c, core.sync_checkpoints AS b"
-                    " WHERE c.component LIKE 'btc\\_metric\\_%\\_10m' AND b.component = 'btc_primitive_10m_builder'"
+                    " WHERE c.component LIKE core.checkpoint_pattern('metric') AND c.\"interval\" = '10m'"
+                    " AND b.component = core.checkpoint_component('primitive_10m')"
                 ).fetchone()
             if health.get("last_raw_height") is not None and caught_up:
                 return True

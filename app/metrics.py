@@ -2,7 +2,9 @@
 
 The work is SQL (core.run_metric): each metric runs from its own checkpoint to what its dependencies'
 checkpoints cover, in its own transaction; a failing metric is recorded in its checkpoint and the others
-go on. Long ranges (a first run over years) are done in chunks of `max_periods`, each committed.
+go on. Long ranges (a first run over years) are done in chunks, each committed: MQNODE_METRIC_CHUNK_DAYS
+of periods (so many 10m buckets, hours or days), or `max_periods` periods when given. This loop is the one
+runner: the order is core.metric_run_order's, each step core.run_metric.
 """
 
 from __future__ import annotations
@@ -15,10 +17,16 @@ from datetime import datetime
 import psycopg
 
 from app.db import require_idle
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CHUNK_PERIODS = 4320  # 30 days of 10m buckets per transaction on a first run
+# One step's period cap: max_periods when given, else the periods of the interval in chunk_days.
+_STEP = (
+    "SELECT status, from_bucket, to_bucket, row_count, message FROM core.run_metric(%(m)s, %(i)s, coalesce("
+    "%(n)s::integer, greatest(1, floor(%(days)s::numeric * 86400 / extract(EPOCH FROM core.period_width(%(i)s))))"
+    "::integer))"
+)
 
 
 @dataclass
@@ -52,11 +60,13 @@ def run_metrics(
     conn: psycopg.Connection,
     metric: str | None = None,
     interval: str | None = None,
-    max_periods: int | None = CHUNK_PERIODS,
+    max_periods: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    chunk_days: float = Settings.metric_chunk_days,
 ) -> list[MetricStep]:
-    """Run each enabled metric (or the one named) until it is up to date, errored or waiting; between
-    committed chunks, stop early when should_stop() says so (the next run resumes from the checkpoint)."""
+    """Run each enabled metric (or the one named) until it is up to date, errored or waiting, in chunks of
+    max_periods periods (default: chunk_days of periods); between committed chunks, stop early when
+    should_stop() says so (the next run resumes from the checkpoint)."""
     require_idle(conn, "run_metrics (one transaction per metric step)")
     steps: list[MetricStep] = []
     for name, iv in metric_order(conn, metric, interval):
@@ -65,10 +75,7 @@ def run_metrics(
         total, first = 0, None
         while True:
             with conn.transaction():
-                row = conn.execute(
-                    "SELECT status, from_bucket, to_bucket, row_count, message FROM core.run_metric(%s, %s, %s)",
-                    (name, iv, max_periods),
-                ).fetchone()
+                row = conn.execute(_STEP, {"m": name, "i": iv, "n": max_periods, "days": chunk_days}).fetchone()
             status, start, end, count, message = row
             first = first or start
             total += count or 0

@@ -151,6 +151,25 @@ class Settings:
             "doc": "longest sleep of the composer, rollup and metric lanes between NOTIFY wake-ups",
         },
     )
+    lane_error_backoff_sec: float = field(
+        default=5.0,
+        metadata={
+            "env": "MQNODE_LANE_ERROR_BACKOFF_SEC",
+            "doc": "first retry delay of a lane (chain, prices, rollups, metrics) after a failed step;"
+            " doubles per failure",
+        },
+    )
+    lane_max_backoff_sec: float = field(
+        default=120.0,
+        metadata={"env": "MQNODE_LANE_MAX_BACKOFF_SEC", "doc": "longest retry delay of a failing lane"},
+    )
+    metric_chunk_days: float = field(
+        default=30.0,
+        metadata={
+            "env": "MQNODE_METRIC_CHUNK_DAYS",
+            "doc": "days of periods one metric step computes and commits (a first run over years is done in chunks)",
+        },
+    )
     internal_ingest_token: str | None = field(
         default=None,
         metadata={

@@ -9,8 +9,9 @@ Lanes (MQNODE_RUN_LANES picks them; all but the collector by default):
   api             mqnode serve                      the Litestar API on MQNODE_API_HOST:MQNODE_API_PORT
   collector       mqnode collector binance          (opt-in) the Binance WebSocket speed lane
 Every lane heartbeats into worker_<lane>:heartbeat itself; the supervisor does it for the API by asking
-its /health. A lane that exits (crash, SIGKILL) is restarted after a backoff that doubles up to a minute
-(reset after a minute of running), and the exit is recorded in its heartbeat. SIGTERM/SIGINT: every lane
+its /health, as often as core.lane_heartbeat_interval(). A lane that exits (crash, SIGKILL) is restarted
+after a backoff that doubles up to a minute (reset after a minute of running), and the exit is recorded in
+its heartbeat. SIGTERM/SIGINT: every lane
 gets SIGTERM, finishes the step it is in (a batch is one transaction) and exits; stragglers are killed
 after the grace period. Child output is passed through, each line prefixed with its lane.
 """
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 import httpx
 import psycopg
 
+from app.lanes import heartbeat
 from app.settings import PROJECT_DIR, Settings
 
 log = logging.getLogger(__name__)
@@ -113,12 +115,14 @@ class Supervisor:
         for line in proc.stdout:
             self.out(f"[{name}] {line.rstrip()}")
 
-    def _record(self, lane: str, error: str | None) -> None:
+    def _record(self, lane: str, error: str | None) -> float | None:
+        """The lane's heartbeat; returns core.lane_heartbeat_interval() in seconds (None: not recorded)."""
         try:
             with psycopg.connect(self.database_url, connect_timeout=5) as conn:
-                conn.execute("SELECT core.lane_heartbeat(%s, %s)", (lane, error))
+                return heartbeat(conn, lane, error)
         except psycopg.Error as exc:
             log.warning("could not record the heartbeat of %s: %s", lane, exc)
+            return None
 
     def _check(self, lane: LaneProcess, now: float) -> None:
         if lane.proc is None:
@@ -141,17 +145,19 @@ class Supervisor:
         lane.restart_at = now + lane.backoff_sec
         lane.backoff_sec = min(lane.backoff_sec * 2, self.max_backoff_sec)
 
-    def _probe_api(self) -> None:
+    def _probe_api(self) -> float | None:
+        """Ask the API's /health and record the answer as its heartbeat; returns the heartbeat interval."""
         try:
             response = httpx.get(self.api_url, timeout=5.0)
             error = None if response.status_code < 500 else f"/health answered HTTP {response.status_code}"
         except httpx.HTTPError as exc:
             error = f"/health unreachable: {exc}"
-        self._record("api", error)
+        return self._record("api", error)
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def run(self, probe_every_sec: float = 10.0) -> int:
-        """Supervise until stop(); returns 0 after a clean stop."""
+    def run(self) -> int:
+        """Supervise until stop(); returns 0 after a clean stop. The API is probed 2 s after the start, then
+        every heartbeat interval (again after 2 s while the database cannot record it)."""
         for lane in self.lanes:
             self._start(lane)
         next_probe = time.monotonic() + 2.0
@@ -160,8 +166,7 @@ class Supervisor:
             for lane in self.lanes:
                 self._check(lane, now)
             if now >= next_probe and any(lane.name == "api" for lane in self.lanes):
-                self._probe_api()
-                next_probe = now + probe_every_sec
+                next_probe = now + (self._probe_api() or 2.0)
         return self._shutdown()
 
     def stop(self) -> None:

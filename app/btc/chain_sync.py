@@ -13,6 +13,7 @@ from datetime import datetime
 
 import psycopg
 
+from app import checkpoints
 from app.btc.mapper import MappedBlock, map_block
 from app.btc.rpc import BitcoinRpc, RpcError
 from app.btc.writer import BlockWriter, ChainMismatchError
@@ -22,8 +23,8 @@ from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RAW_COMPONENT = ("btc", "btc_raw_block_ingestion", "block")
-BUILDER_COMPONENT = ("btc", "btc_primitive_10m_builder", "10m")
+RAW_COMPONENT = checkpoints.RAW_BLOCKS
+BUILDER_COMPONENT = checkpoints.PRIMITIVE_10M
 ANCESTOR_WINDOW = 200
 
 
@@ -150,7 +151,7 @@ def record_error(conn: psycopg.Connection, component: tuple[str, str, str], mess
 def record_node_tip(conn: psycopg.Connection, tip: int) -> None:
     """Remember the node's tip height as last seen (btc_node_tip:block; health reports the lag to it)."""
     with conn.transaction():
-        conn.execute("SELECT core.set_checkpoint('btc', 'btc_node_tip', 'block', %s, NULL)", (tip,))
+        conn.execute("SELECT core.set_checkpoint(%s, %s, %s, %s, NULL)", (*checkpoints.NODE_TIP, tip))
 
 
 def clear_error(conn: psycopg.Connection, component: tuple[str, str, str]) -> None:
@@ -302,8 +303,9 @@ def resolve_reorg(conn: psycopg.Connection, rpc: BitcoinRpc, suspect_height: int
 def stored_tip(conn: psycopg.Connection) -> tuple[int, str] | None:
     row = conn.execute(
         "SELECT b.height, b.block_hash FROM raw.btc_blocks_raw AS b"
-        " JOIN core.sync_checkpoints AS c ON c.chain = 'btc' AND c.component = 'btc_raw_block_ingestion'"
-        " AND c.\"interval\" = 'block' AND b.height = c.last_height"
+        ' JOIN core.sync_checkpoints AS c ON (c.chain, c.component, c."interval") = (%s, %s, %s)'
+        " AND b.height = c.last_height",
+        RAW_COMPONENT,
     ).fetchone()
     conn.commit()
     return None if row is None else (row[0], row[1])

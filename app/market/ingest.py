@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from app import checkpoints
 from app.db import require_idle
 from app.market.candles import Candle
 from app.market.fetch import VenueFetcher, VenueFetchError, utc
@@ -113,9 +114,8 @@ def ingest_source(
         log.info("%s: mode remote (fed through the internal ingest route); no local fetch", source)
         return SourceReport(source, "skipped_remote")
     row = conn.execute(
-        "SELECT last_bucket_time FROM core.sync_checkpoints WHERE chain = 'btc' AND component = %s"
-        " AND \"interval\" = '10m'",
-        (f"btc_price_source_{source}",),
+        'SELECT last_bucket_time FROM core.sync_checkpoints WHERE (chain, component, "interval") = (%s, %s, %s)',
+        checkpoints.price_source(source),
     ).fetchone()
     conn.commit()
     # A market's venue (config "venue", from the registry) picks the loader and the <venue>_price_10m table:
@@ -152,7 +152,7 @@ def ingest_source(
     except VenueFetchError as exc:
         conn.rollback()
         with conn.transaction():
-            conn.execute("SELECT core.checkpoint_error('btc', %s, '10m', %s)", (f"btc_price_source_{source}", str(exc)))
+            conn.execute("SELECT core.checkpoint_error(%s, %s, %s, %s)", (*checkpoints.price_source(source), str(exc)))
         report.status, report.message = "error", str(exc)
         log.error("%s: %s (will resume from the checkpoint)", source, exc)
     report.rejected += fetcher.stats.rejected  # undecodable rows, rejected by the parser

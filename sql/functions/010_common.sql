@@ -97,7 +97,58 @@ AS $$
 $$;
 COMMENT ON FUNCTION core.btc_max_subsidy_sat(bigint) IS 'Maximum block subsidy in satoshis at a height.';
 
--- core.set_checkpoint: upsert one checkpoint as ok (status running/ok) with its new position.
+-- core.checkpoint_keys(): every checkpoint key of core.sync_checkpoints, the one list (app/checkpoints.py
+-- holds the same; tests/test_checkpoint_keys.py compares them and finds no key spelled out elsewhere).
+-- stage: the name SQL and Python use; a family (price_source, rollup, metric, lane) has one checkpoint per
+-- member: component is a format() pattern filled with the member's names, "interval" NULL = the member's.
+CREATE OR REPLACE FUNCTION core.checkpoint_keys()
+RETURNS TABLE (stage text, chain text, component text, "interval" text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    VALUES
+    ('node_tip', 'btc', 'btc_node_tip', 'block'),
+    ('raw_blocks', 'btc', 'btc_raw_block_ingestion', 'block'),
+    ('primitive_10m', 'btc', 'btc_primitive_10m_builder', '10m'),
+    ('price_composer', 'btc', 'btc_price_canonical_composer', '10m'),
+    ('price_source', 'btc', 'btc_price_source_%s', '10m'),  -- %s: the registry's source_name
+    ('rollup', 'btc', 'rollup_%s', NULL),  -- %s: rollup_name; the rollup's interval
+    ('metric', 'btc', 'btc_metric_%s_%s', NULL),  -- %s: metric_name, interval; that interval
+    ('lane', 'btc', 'worker_%s', 'heartbeat')  -- %s: the lane
+$$;
+
+-- core.checkpoint_component(p_stage, names...): the component of a stage's checkpoint, a family's member
+-- named by its names (core.checkpoint_component('metric', 'nvt_raw', '10m') = 'btc_metric_nvt_raw_10m').
+-- An unknown stage or the wrong number of names raises (SQLSTATE 22023): a key cannot be mistyped. Pure.
+CREATE OR REPLACE FUNCTION core.checkpoint_component(p_stage text, VARIADIC p_names text[] DEFAULT '{}')
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_pattern text;
+BEGIN
+    SELECT k.component INTO v_pattern FROM core.checkpoint_keys() AS k WHERE k.stage = p_stage;
+    IF v_pattern IS NULL
+        OR (length(v_pattern) - length(replace(v_pattern, '%s', ''))) / 2 <> coalesce(cardinality(p_names), 0) THEN
+        RAISE EXCEPTION 'checkpoint % with names % is not in core.checkpoint_keys()', p_stage, p_names
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN format(v_pattern, VARIADIC p_names);
+END
+$$;
+
+-- core.checkpoint_pattern(p_stage): a LIKE pattern matching the component of every member of a family
+-- (core.checkpoint_pattern('metric') = 'btc\_metric\_%\_%'), for rewinds and listings. Pure.
+CREATE OR REPLACE FUNCTION core.checkpoint_pattern(p_stage text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT replace(replace(k.component, '_', '\_'), '%s', '%') FROM core.checkpoint_keys() AS k WHERE k.stage = p_stage
+$$;
+
+-- core.set_checkpoint: upsert one checkpoint with its new position, status ok (a checkpoint is ok or
+-- error: core.checkpoint_error).
 -- Call it inside the transaction of the write it describes. Re-runnable.
 CREATE OR REPLACE FUNCTION core.set_checkpoint(
     p_chain text,
@@ -186,6 +237,26 @@ AS $$
     SELECT date_bin(core.period_width(p_interval), ts, TIMESTAMPTZ '2000-01-03 00:00:00+00')
 $$;
 
+-- core.lane_heartbeat_interval(): how often a lane heartbeats (after each step, between the units of a long
+-- step and while it sleeps; app/lanes.py reads it at its first beat). The one definition. Pure.
+CREATE OR REPLACE FUNCTION core.lane_heartbeat_interval()
+RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT INTERVAL '20 seconds'
+$$;
+
+-- core.lane_stale_after(): a lane without a heartbeat for longer is stale (api.lane_status): six missed
+-- heartbeats. Pure. SECURITY DEFINER (as the checkpoint key functions below): the api views call it as
+-- mqnode_reader, which may not name anything in schema core.
+CREATE OR REPLACE FUNCTION core.lane_stale_after()
+RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 6 * core.lane_heartbeat_interval()
+$$;
+
 -- core.lane_heartbeat(p_lane, p_error): a lane is alive; worker_<lane>:heartbeat gets the time and
 -- whether its last step failed (status error with the message) or not. Lanes call it after each step.
 CREATE OR REPLACE FUNCTION core.lane_heartbeat(p_lane text, p_error text DEFAULT NULL)
@@ -194,7 +265,7 @@ LANGUAGE sql VOLATILE
 AS $$
     INSERT INTO core.sync_checkpoints AS c (chain, component, "interval", status, error_message, updated_at)
     VALUES (
-        'btc', 'worker_' || p_lane, 'heartbeat', CASE WHEN p_error IS NULL THEN 'ok' ELSE 'error' END,
+        'btc', core.checkpoint_component('lane', p_lane), 'heartbeat', CASE WHEN p_error IS NULL THEN 'ok' ELSE 'error' END,
         left(p_error, 2000), clock_timestamp()
     )
     ON CONFLICT (chain, component, "interval") DO UPDATE

@@ -84,7 +84,7 @@ BEGIN
 
     SELECT c.last_height INTO v_cp
     FROM core.sync_checkpoints AS c
-    WHERE c.chain = 'btc' AND c.component = 'btc_raw_block_ingestion' AND c."interval" = 'block'
+    WHERE c.chain = 'btc' AND c.component = core.checkpoint_component('raw_blocks') AND c."interval" = 'block'
     FOR UPDATE;
     v_start := coalesce(v_cp, (SELECT min(b.height) FROM raw.btc_blocks_raw AS b) - 1);
     SELECT coalesce(max(r.height), v_start) INTO v_new
@@ -94,7 +94,7 @@ BEGIN
         WHERE b.height > v_start
     ) AS r
     WHERE r.grp = v_start;
-    PERFORM core.set_checkpoint('btc', 'btc_raw_block_ingestion', 'block', v_new, NULL, 'ok');
+    PERFORM core.set_checkpoint('btc', core.checkpoint_component('raw_blocks'), 'block', v_new, NULL, 'ok');
 
     PERFORM core.mark_primitive_10m_dirty(p_from);
 

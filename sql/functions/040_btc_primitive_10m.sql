@@ -453,14 +453,14 @@ DECLARE
 BEGIN
     SELECT c.last_height INTO v_raw_height
     FROM core.sync_checkpoints AS c
-    WHERE c.chain = 'btc' AND c.component = 'btc_raw_block_ingestion' AND c."interval" = 'block';
+    WHERE c.chain = 'btc' AND c.component = core.checkpoint_component('raw_blocks') AND c."interval" = 'block';
     IF v_raw_height IS NULL THEN
         RETURN;
     END IF;
 
     SELECT c.last_height, c.last_bucket_time INTO v_cp
     FROM core.sync_checkpoints AS c
-    WHERE c.chain = 'btc' AND c.component = 'btc_primitive_10m_builder' AND c."interval" = '10m'
+    WHERE c.chain = 'btc' AND c.component = core.checkpoint_component('primitive_10m') AND c."interval" = '10m'
     FOR UPDATE;
 
     SELECT w.start_bucket, w.target_bucket, w.top_height, w.seed_height INTO v_window
@@ -540,10 +540,12 @@ BEGIN
         utxo_set_size_total_bytes = excluded.utxo_set_size_total_bytes;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
 
-    PERFORM core.set_checkpoint('btc', 'btc_primitive_10m_builder', '10m', v_window.top_height,
+    PERFORM core.set_checkpoint('btc', core.checkpoint_component('primitive_10m'), '10m', v_window.top_height,
                                 v_window.target_bucket, 'ok');
     -- Rollups and metrics redo every period from the window's start on.
-    PERFORM core.rewind_checkpoints(ARRAY['rollup\_%', 'btc\_metric\_%'], v_window.start_bucket);
+    PERFORM core.rewind_checkpoints(
+        ARRAY[core.checkpoint_pattern('rollup'), core.checkpoint_pattern('metric')], v_window.start_bucket
+    );
     PERFORM pg_notify('primitive_ready', json_build_object(
         'from_bucket', v_window.start_bucket, 'to_bucket', v_window.target_bucket,
         'last_height', v_window.top_height)::text);
@@ -572,6 +574,6 @@ AS $$
             FROM core.btc_primitive_block AS pb WHERE pb.height = p_height - 1
         ),
         updated_at = clock_timestamp()
-    WHERE c.chain = 'btc' AND c.component = 'btc_primitive_10m_builder' AND c."interval" = '10m'
+    WHERE c.chain = 'btc' AND c.component = core.checkpoint_component('primitive_10m') AND c."interval" = '10m'
       AND c.last_height >= p_height
 $$;

@@ -53,7 +53,7 @@ BEGIN
 
     UPDATE core.sync_checkpoints AS c
     SET last_height = p_fork_height, updated_at = clock_timestamp()
-    WHERE c.chain = 'btc' AND c.component = 'btc_raw_block_ingestion' AND c."interval" = 'block'
+    WHERE c.chain = 'btc' AND c.component = core.checkpoint_component('raw_blocks') AND c."interval" = 'block'
       AND c.last_height > p_fork_height;
     PERFORM core.mark_primitive_10m_dirty(p_fork_height + 1);
 

@@ -159,9 +159,9 @@ BEGIN
     IF p_move_checkpoint THEN
         -- The market's own checkpoint: btc_price_source_<source_name> of the registry row listing this
         -- venue and symbol (a venue may list several markets), else btc_price_source_<venue>.
-        v_component := 'btc_price_source_' || coalesce(
+        v_component := core.checkpoint_component('price_source', coalesce(
             (SELECT r.source_name FROM core.mq_price_source_registry AS r
-             WHERE r.venue = p_venue AND r.symbol = p_symbol), p_venue);
+             WHERE r.venue = p_venue AND r.symbol = p_symbol), p_venue));
         EXECUTE format(
             'SELECT max(bucket_start_utc) FROM core.%I WHERE symbol = $1 AND bucket_start_utc <= core.bucket_10m($2)'
             ' AND quality_status = ''complete''',
@@ -292,6 +292,25 @@ AS $$
 $$;
 COMMENT ON FUNCTION core.stablecoin_usd_rate_10m(timestamptz, timestamptz) IS 'USDT/USD and USDC/USD per 10m bucket: direct stablecoin/USD markets first, else implied from a venue listing BTC against both.';
 
+-- core.price_max_deviation(): the default of p_max_deviation (median_filtered_v1): the largest share a
+-- venue's close may stray from the median close of the others. The one definition (the composer's
+-- functions default to it, `mqnode prices compose --max-deviation` too). Pure.
+CREATE OR REPLACE FUNCTION core.price_max_deviation()
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT 0.02
+$$;
+
+-- core.price_min_coverage(): the default of p_min_coverage (median_filtered_v1, reference_rate_v1): the
+-- smallest share of its child candles a venue row needs. The one definition, as above. Pure.
+CREATE OR REPLACE FUNCTION core.price_min_coverage()
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT 0.5
+$$;
+
 -- core.btc_price_composition_10m(p_method, p_from, p_to, p_max_deviation, p_min_coverage, p_convert):
 -- the canonical price of every bucket in [p_from, p_to] that has a candidate market, computed and not
 -- stored (core.compose_btc_price_10m stores it; the API's method comparison reads it). Candidates: the
@@ -322,8 +341,8 @@ CREATE OR REPLACE FUNCTION core.btc_price_composition_10m(
     p_method text,
     p_from timestamptz,
     p_to timestamptz,
-    p_max_deviation numeric DEFAULT 0.02,
-    p_min_coverage numeric DEFAULT 0.5,
+    p_max_deviation numeric DEFAULT core.price_max_deviation(),
+    p_min_coverage numeric DEFAULT core.price_min_coverage(),
     p_convert boolean DEFAULT TRUE
 )
 RETURNS TABLE (
@@ -697,8 +716,8 @@ CREATE OR REPLACE FUNCTION core.compose_btc_price_10m(
     p_method text DEFAULT 'volume_weighted_ohlc_v1',
     p_from timestamptz DEFAULT NULL,
     p_to timestamptz DEFAULT NULL,
-    p_max_deviation numeric DEFAULT 0.02,
-    p_min_coverage numeric DEFAULT 0.5
+    p_max_deviation numeric DEFAULT core.price_max_deviation(),
+    p_min_coverage numeric DEFAULT core.price_min_coverage()
 )
 RETURNS TABLE (from_bucket timestamptz, to_bucket timestamptz, bucket_count integer)
 LANGUAGE plpgsql VOLATILE
@@ -715,6 +734,8 @@ BEGIN
     IF p_method NOT IN ('volume_weighted_ohlc_v1', 'median_filtered_v1', 'reference_rate_v1') THEN
         RAISE EXCEPTION 'unknown composition method %', p_method USING ERRCODE = '22023';
     END IF;
+    p_max_deviation := coalesce(p_max_deviation, core.price_max_deviation());  -- NULL: the default
+    p_min_coverage := coalesce(p_min_coverage, core.price_min_coverage());
 
     v_backbone := EXISTS (SELECT 1 FROM core.btc_primitive_10m);
     IF v_backbone THEN
@@ -729,7 +750,7 @@ BEGIN
     -- Locked until commit: a venue write that rewinds this checkpoint meanwhile waits and then applies.
     SELECT c.last_bucket_time INTO v_checkpoint
     FROM core.sync_checkpoints AS c
-    WHERE c.chain = 'btc' AND c.component = 'btc_price_canonical_composer' AND c."interval" = '10m'
+    WHERE c.chain = 'btc' AND c.component = core.checkpoint_component('price_composer') AND c."interval" = '10m'
     FOR UPDATE;
     v_start := coalesce(core.bucket_10m(p_from), v_checkpoint, v_first);
     v_start := greatest(v_start, v_first);
@@ -797,9 +818,9 @@ BEGIN
       AND (p.close_price_usd, p.open_price_usd, p.high_price_usd, p.low_price_usd)
           IS DISTINCT FROM (m.close_price_usd, m.open_price_usd, m.high_price_usd, m.low_price_usd);
 
-    PERFORM core.set_checkpoint('btc', 'btc_price_canonical_composer', '10m', NULL, v_end, 'ok');
+    PERFORM core.set_checkpoint('btc', core.checkpoint_component('price_composer'), '10m', NULL, v_end, 'ok');
     -- Rollups and metrics redo every period from v_start on (prices and the backbone's price fields changed).
-    PERFORM core.rewind_checkpoints(ARRAY['rollup\_%', 'btc\_metric\_%'], v_start);
+    PERFORM core.rewind_checkpoints(ARRAY[core.checkpoint_pattern('rollup'), core.checkpoint_pattern('metric')], v_start);
     PERFORM pg_notify('price_ready', json_build_object('from_bucket', v_start, 'to_bucket', v_end)::text);
 
     from_bucket := v_start;

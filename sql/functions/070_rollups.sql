@@ -29,7 +29,7 @@ BEGIN
     END IF;
     SELECT c.last_bucket_time INTO checkpoint_time
     FROM core.sync_checkpoints AS c
-    WHERE c.chain = 'btc' AND c.component = 'rollup_' || p_name AND c."interval" = r."interval";
+    WHERE c.chain = 'btc' AND c.component = core.checkpoint_component('rollup', p_name) AND c."interval" = r."interval";
     IF checkpoint_time IS NULL THEN
         EXECUTE format('SELECT min(bucket_start_utc) FROM %s', r.source_relation) INTO v_first;
     END IF;
@@ -68,7 +68,10 @@ BEGIN
     END IF;
 
     INSERT INTO core.sync_checkpoints AS c (chain, component, "interval", last_bucket_time, status, updated_at)
-    VALUES ('btc', 'rollup_' || p_name, r."interval", w.to_bucket - r.bucket_width, 'ok', clock_timestamp())
+    VALUES (
+        'btc', core.checkpoint_component('rollup', p_name), r."interval", w.to_bucket - r.bucket_width, 'ok',
+        clock_timestamp()
+    )
     ON CONFLICT (chain, component, "interval") DO UPDATE
     SET last_bucket_time = excluded.last_bucket_time,
         status = 'ok',

@@ -127,9 +127,9 @@ END
 $$;
 COMMENT ON FUNCTION core.metric_market_cap_usd(text, timestamptz, timestamptz, text) IS 'market_cap_usd = supply_total_sat / 1e8 x close of the period.';
 
--- core.metric_nvt_raw: market cap (from the market_cap_usd metric of the same interval) over the
--- USD value transferred in the period (transferred_sat / 1e8 x close). NULL when nothing was
--- transferred or there is no price.
+-- core.metric_nvt_raw: market cap (from the market_cap_usd metric of the same interval: the table
+-- metric_registry names as its output) over the USD value transferred in the period
+-- (transferred_sat / 1e8 x close). NULL when nothing was transferred or there is no price.
 CREATE OR REPLACE FUNCTION core.metric_nvt_raw(
     p_interval text, p_from timestamptz, p_to timestamptz, p_output text
 )
@@ -138,7 +138,15 @@ LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     v_rows bigint;
+    v_market_cap text;
 BEGIN
+    SELECT r.output_table INTO v_market_cap
+    FROM core.metric_registry AS r
+    WHERE r.metric_name = 'market_cap_usd' AND r."interval" = p_interval;
+    IF v_market_cap IS NULL THEN
+        RAISE EXCEPTION 'nvt_raw reads market_cap_usd at %, which is not in core.metric_registry', p_interval
+            USING ERRCODE = '22023';
+    END IF;
     EXECUTE format($sql$
         INSERT INTO core.%1$I AS t (
             bucket_start_utc, market_cap_usd, transferred_sat, close_price_usd, transferred_value_usd, nvt_raw
@@ -167,7 +175,7 @@ BEGIN
             close_price_usd = excluded.close_price_usd,
             transferred_value_usd = excluded.transferred_value_usd,
             nvt_raw = excluded.nvt_raw
-    $sql$, p_output, 'btc_market_cap_' || p_interval) USING p_interval, p_from, p_to;
+    $sql$, p_output, v_market_cap) USING p_interval, p_from, p_to;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     RETURN v_rows;
 END
@@ -392,6 +400,31 @@ END
 $$;
 COMMENT ON FUNCTION core.metric_hash_rate(text, timestamptz, timestamptz, text) IS 'Hash rate estimate: sum of block difficulty x 2^32 over the period seconds.';
 
+-- core.metric_interval_dependencies(): per interval, the checkpoints ('component:interval', as
+-- metric_registry.dependencies holds them) of the backbone's periods and of the canonical price's: what a
+-- metric of that interval may not run past. The one list (every metric seed takes it from here). Pure.
+CREATE OR REPLACE FUNCTION core.metric_interval_dependencies()
+RETURNS TABLE ("interval" text, primitive_checkpoint text, price_checkpoint text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    VALUES
+    (
+        '10m',
+        core.checkpoint_component('primitive_10m') || ':10m',
+        core.checkpoint_component('price_composer') || ':10m'
+    ),
+    (
+        '1h',
+        core.checkpoint_component('rollup', 'btc_primitive_1h') || ':1h',
+        core.checkpoint_component('rollup', 'mq_btc_price_1h') || ':1h'
+    ),
+    (
+        '24h',
+        core.checkpoint_component('rollup', 'btc_primitive_24h') || ':24h',
+        core.checkpoint_component('rollup', 'mq_btc_price_24h') || ':24h'
+    )
+$$;
+
 -- core.seed_metric_registry(p_reset): the seeded metrics at 10m, 1h and 24h. Re-seeding inserts what
 -- is missing and keeps every edit; p_reset = '<metric_name>' (or 'all') restores defaults. Returns
 -- the rows inserted or reset.
@@ -417,10 +450,8 @@ BEGIN
     ),
 
     intervals ("interval", primitive_checkpoint, price_checkpoint) AS (
-        VALUES
-        ('10m', 'btc_primitive_10m_builder:10m', 'btc_price_canonical_composer:10m'),
-        ('1h', 'rollup_btc_primitive_1h:1h', 'rollup_mq_btc_price_1h:1h'),
-        ('24h', 'rollup_btc_primitive_24h:24h', 'rollup_mq_btc_price_24h:24h')
+        SELECT d."interval", d.primitive_checkpoint, d.price_checkpoint
+        FROM core.metric_interval_dependencies() AS d
     ),
 
     defaults AS (
@@ -435,7 +466,9 @@ BEGIN
             || CASE WHEN m.needs_price THEN ARRAY[i.price_checkpoint] ELSE '{}' END
             || CASE
                 WHEN m.extra_dependency IS NOT NULL
-                    THEN ARRAY[format('btc_metric_%s_%s:%s', m.extra_dependency, i."interval", i."interval")]
+                    THEN ARRAY[
+                        core.checkpoint_component('metric', m.extra_dependency, i."interval") || ':' || i."interval"
+                    ]
                 ELSE '{}'
             END AS dependencies
         FROM metrics AS m
@@ -495,7 +528,7 @@ BEGIN
         RETURN NEXT;
         RETURN;
     END IF;
-    v_component := format('btc_metric_%s_%s', p_metric, p_interval);
+    v_component := core.checkpoint_component('metric', p_metric, p_interval);
 
     -- Locked until commit: an upstream rewrite that rewinds this checkpoint meanwhile waits, then applies.
     SELECT c.last_bucket_time INTO v_checkpoint
@@ -560,7 +593,7 @@ SELECT
         ORDER BY
             EXISTS (
                 SELECT 1 FROM unnest(r.dependencies) AS d (dep)
-                WHERE d.dep LIKE 'btc\_metric\_%'
+                WHERE d.dep LIKE core.checkpoint_pattern('metric')
             ),
             core.period_width(r."interval"),
             r.metric_name
@@ -568,30 +601,6 @@ SELECT
 FROM core.metric_registry AS r
 WHERE r.enabled;
 
--- core.run_metrics(p_metric, p_interval): run_metric for every enabled metric (or the one named, at
--- one interval or all), in dependency order, each to the end its dependencies allow. One failing
--- metric is recorded and the others still run. Returns one row per metric step.
-CREATE OR REPLACE FUNCTION core.run_metrics(p_metric text DEFAULT NULL, p_interval text DEFAULT NULL)
-RETURNS TABLE (
-    metric_name text, "interval" text, status text, from_bucket timestamptz, to_bucket timestamptz,
-    row_count bigint, message text
-)
-LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-    m record;
-BEGIN
-    FOR m IN
-        SELECT o.metric_name, o."interval" FROM core.metric_run_order AS o
-        WHERE (p_metric IS NULL OR o.metric_name = p_metric) AND (p_interval IS NULL OR o."interval" = p_interval)
-        ORDER BY o.run_rank
-    LOOP
-        metric_name := m.metric_name;
-        "interval" := m."interval";
-        SELECT * INTO status, from_bucket, to_bucket, row_count, message
-        FROM core.run_metric(m.metric_name, m."interval");
-        RETURN NEXT;
-    END LOOP;
-END
-$$;
-COMMENT ON FUNCTION core.run_metrics(text, text) IS 'Run every enabled metric (or one) in dependency order; errors recorded per metric.';
+-- The runner of the metrics is app/metrics.py (core.metric_run_order, then core.run_metric per step, one
+-- transaction each, in chunks, stoppable between them); the in-database loop that duplicated it is gone.
+DROP FUNCTION IF EXISTS core.run_metrics(text, text);

@@ -656,10 +656,8 @@ BEGIN
     ),
 
     intervals ("interval", primitive_checkpoint, price_checkpoint) AS (
-        VALUES
-        ('10m', 'btc_primitive_10m_builder:10m', 'btc_price_canonical_composer:10m'),
-        ('1h', 'rollup_btc_primitive_1h:1h', 'rollup_mq_btc_price_1h:1h'),
-        ('24h', 'rollup_btc_primitive_24h:24h', 'rollup_mq_btc_price_24h:24h')
+        SELECT d."interval", d.primitive_checkpoint, d.price_checkpoint
+        FROM core.metric_interval_dependencies() AS d
     ),
 
     defaults AS (
@@ -672,7 +670,10 @@ BEGIN
             ARRAY[i.primitive_checkpoint]
             || CASE
                 WHEN m.needs_price AND i."interval" = '24h' THEN ARRAY[i.price_checkpoint]
-                WHEN m.needs_price THEN ARRAY[i.price_checkpoint, 'rollup_mq_btc_price_24h:24h']
+                WHEN m.needs_price THEN ARRAY[
+                    i.price_checkpoint,
+                    (SELECT d.price_checkpoint FROM core.metric_interval_dependencies() AS d WHERE d."interval" = '24h')
+                ]
                 ELSE '{}'
             END AS dependencies
         FROM metrics AS m

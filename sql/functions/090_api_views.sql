@@ -100,7 +100,7 @@ FROM core.metric_registry AS r
 LEFT JOIN core.sync_checkpoints AS c
     ON
         r.chain = c.chain
-        AND c.component = format('btc_metric_%s_%s', r.metric_name, r."interval")
+        AND c.component = core.checkpoint_component('metric', r.metric_name, r."interval")
         AND r."interval" = c."interval";
 COMMENT ON VIEW api.metric_registry IS 'Registered metrics with the progress and state of each.';
 
@@ -121,7 +121,7 @@ SELECT
     r.quote_currency
 FROM core.mq_price_source_registry AS r
 LEFT JOIN core.sync_checkpoints AS c
-    ON c.chain = 'btc' AND c.component = 'btc_price_source_' || r.source_name AND c."interval" = '10m';
+    ON c.chain = 'btc' AND c.component = core.checkpoint_component('price_source', r.source_name) AND c."interval" = '10m';
 COMMENT ON VIEW api.price_source_registry IS 'Price venues, how they are fetched, and the progress of each.';
 
 CREATE OR REPLACE VIEW api.checkpoints AS
@@ -137,18 +137,18 @@ SELECT
 FROM core.sync_checkpoints AS c;
 COMMENT ON VIEW api.checkpoints IS 'Every stage''s progress (chain, component, interval).';
 
--- Lanes heartbeat into worker_<lane>:heartbeat; a lane is stale after two minutes without one.
+-- Lanes heartbeat into worker_<lane>:heartbeat; a lane is stale after core.lane_stale_after() without one.
 CREATE OR REPLACE VIEW api.lane_status AS
 SELECT
-    substr(c.component, 8) AS lane,
+    substr(c.component, length(core.checkpoint_component('lane', '')) + 1) AS lane,
     c.status,
     c.error_message,
     c.updated_at AS last_heartbeat,
     round(extract(EPOCH FROM clock_timestamp() - c.updated_at)::numeric, 3) AS heartbeat_age_sec,
-    clock_timestamp() - c.updated_at > interval '2 minutes' AS stale
+    clock_timestamp() - c.updated_at > core.lane_stale_after() AS stale
 FROM core.sync_checkpoints AS c
-WHERE c.chain = 'btc' AND c.component LIKE 'worker\_%' AND c."interval" = 'heartbeat';
-COMMENT ON VIEW api.lane_status IS 'Each lane''s last heartbeat and whether it is stale (> 2 minutes).';
+WHERE c.chain = 'btc' AND c.component LIKE core.checkpoint_pattern('lane') AND c."interval" = 'heartbeat';
+COMMENT ON VIEW api.lane_status IS 'Each lane''s last heartbeat and whether it is stale (older than core.lane_stale_after()).';
 
 -- core.timescaledb_job_runs(): TimescaleDB's record of each job of this database (its own housekeeping jobs,
 -- ids below 1000, left out): the compression/columnstore and continuous-aggregate refresh policies on
@@ -269,18 +269,26 @@ COMMENT ON VIEW api.timescaledb_jobs IS
 CREATE OR REPLACE VIEW api.btc_health AS
 WITH cp AS (
     SELECT
-        max(c.last_height) FILTER (WHERE c.component = 'btc_node_tip') AS node_tip,
-        max(c.updated_at) FILTER (WHERE c.component = 'btc_node_tip') AS node_tip_seen_at,
-        max(c.last_height) FILTER (WHERE c.component = 'btc_raw_block_ingestion') AS last_raw_height,
-        max(c.last_height) FILTER (WHERE c.component = 'btc_primitive_10m_builder') AS last_primitive_height,
-        max(c.last_bucket_time) FILTER (WHERE c.component = 'btc_primitive_10m_builder') AS last_primitive_bucket,
+        max(c.last_height) FILTER (WHERE c.component = core.checkpoint_component('node_tip')) AS node_tip,
+        max(c.updated_at) FILTER (WHERE c.component = core.checkpoint_component('node_tip')) AS node_tip_seen_at,
+        max(c.last_height) FILTER (WHERE c.component = core.checkpoint_component('raw_blocks')) AS last_raw_height,
+        max(c.last_height) FILTER (
+            WHERE c.component = core.checkpoint_component('primitive_10m')
+        ) AS last_primitive_height,
         max(c.last_bucket_time) FILTER (
-            WHERE c.component = 'btc_price_canonical_composer'
+            WHERE c.component = core.checkpoint_component('primitive_10m')
+        ) AS last_primitive_bucket,
+        max(c.last_bucket_time) FILTER (
+            WHERE c.component = core.checkpoint_component('price_composer')
         ) AS last_canonical_price_bucket,
-        max(c.last_bucket_time) FILTER (WHERE c.component = 'rollup_btc_primitive_1h') AS last_rollup_1h_bucket,
-        max(c.last_bucket_time) FILTER (WHERE c.component = 'rollup_btc_primitive_24h') AS last_rollup_24h_bucket,
+        max(c.last_bucket_time) FILTER (
+            WHERE c.component = core.checkpoint_component('rollup', 'btc_primitive_1h')
+        ) AS last_rollup_1h_bucket,
+        max(c.last_bucket_time) FILTER (
+            WHERE c.component = core.checkpoint_component('rollup', 'btc_primitive_24h')
+        ) AS last_rollup_24h_bucket,
         min(c.last_bucket_time) FILTER (
-            WHERE c.component LIKE 'btc\_metric\_%' AND c."interval" = '10m'
+            WHERE c.component LIKE core.checkpoint_pattern('metric') AND c."interval" = '10m'
         ) AS oldest_metric_10m_bucket
     FROM core.sync_checkpoints AS c
     WHERE c.chain = 'btc'
