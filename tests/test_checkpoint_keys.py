@@ -140,3 +140,12 @@ def test_the_scan_knows_a_spelled_out_key():
     assert [line for line in spelled if not _SPELLED.search(line)] == []
     names = ["pg_notify('rollup_ready', x)", "FROM core.rollup_registry", "'btc_primitive_10m'", "'worker'"]
     assert [line for line in names if _SPELLED.search(line)] == []
+
+
+def test_a_checkpoint_is_ok_or_error(db_url):
+    """'running' was allowed but never written: the status check knows only what is written."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SELECT core.set_checkpoint(%s, %s, %s, 1, NULL)", checkpoints.NODE_TIP)
+        conn.execute("SELECT core.checkpoint_error(%s, %s, %s, 'down')", checkpoints.NODE_TIP)
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("UPDATE core.sync_checkpoints SET status = 'running' WHERE component = 'btc_node_tip'")
