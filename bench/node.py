@@ -32,6 +32,14 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process: unlike wall time, they do not grow with the machine's load."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Connection:
     def __init__(self, port: int, auth: str):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
@@ -46,7 +54,9 @@ class Connection:
         return json.loads(self.raw(method, *params))["result"]
 
 
-def serve_rates(port: int, auth: str, hashes: list[str], tx_count: int, connections: int, verbosity: int) -> dict:
+def serve_rates(
+    port: int, auth: str, hashes: list[str], tx_count: int, connections: int, verbosity: int, pid: int
+) -> dict:
     """Every connection fetches every block once; wall time of all of them."""
     conns = [Connection(port, auth) for _ in range(connections)]
     for c in conns:  # connect and authenticate outside the timing
@@ -55,10 +65,11 @@ def serve_rates(port: int, auth: str, hashes: list[str], tx_count: int, connecti
     def run(c: Connection) -> int:
         return sum(len(c.raw("getblock", h, verbosity)) for h in hashes)
 
-    started = time.perf_counter()
+    started, node_cpu = time.perf_counter(), process_cpu(pid)
     with ThreadPoolExecutor(connections) as pool:
         total = sum(pool.map(run, conns))
     seconds = time.perf_counter() - started
+    node_cpu = process_cpu(pid) - node_cpu
     calls = connections * len(hashes)
     return {
         "verbosity": verbosity,
@@ -67,19 +78,29 @@ def serve_rates(port: int, auth: str, hashes: list[str], tx_count: int, connecti
         "mb_per_sec": total / 1e6 / seconds,
         "tx_per_sec": connections * tx_count / seconds,
         "bytes_per_block": total / calls,
+        "node_cpu_sec": node_cpu,
+        "node_cpu_us_per_tx": node_cpu / (connections * tx_count) * 1e6,
+        "mb_per_node_cpu_sec": total / 1e6 / node_cpu if node_cpu else None,
     }
 
 
-def loader_rates(rpc, heights: list[int], workers: int, processes: int) -> dict:
+def loader_rates(rpc, heights: list[int], workers: int, processes: int, pid: int) -> dict:
+    import resource
+
     from app.btc.mapper import map_block
     from app.progress import StageTimes
 
+    def own_cpu() -> float:  # this process and its finished decode processes
+        a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
     rpc.stage_times = StageTimes()
-    started = time.perf_counter()
+    started, cpu, node_cpu = time.perf_counter(), own_cpu(), process_cpu(pid)
     tx = sum(
         len(m.tx_rows) for m in rpc.iter_blocks(heights, 2, workers=workers, transform=map_block, processes=processes)
     )
     seconds = time.perf_counter() - started
+    cpu, node_cpu = own_cpu() - cpu, process_cpu(pid) - node_cpu
     stages = rpc.stage_times.take()
     rpc.stage_times = None
     return {
@@ -89,10 +110,12 @@ def loader_rates(rpc, heights: list[int], workers: int, processes: int) -> dict:
         "tx_per_sec": tx / seconds,
         "stages": stages,
         "tx": tx,
+        "loader_cpu_us_per_tx": cpu / tx * 1e6,
+        "node_cpu_us_per_tx": node_cpu / tx * 1e6,
     }
 
 
-def measure(label: str, port: int, auth: str, rpc, heights: list[int], connections: int, verbosities) -> dict:
+def measure(label: str, port: int, auth: str, rpc, heights: list[int], connections: int, verbosities, pid: int) -> dict:
     first = Connection(port, auth)
     hashes = [first.call("getblockhash", h) for h in heights]
     tx_count = sum(len(first.call("getblock", h, 1)["tx"]) for h in hashes)
@@ -107,20 +130,22 @@ def measure(label: str, port: int, auth: str, rpc, heights: list[int], connectio
     )
     for v in verbosities:
         for n in sorted({1, connections}):
-            r = serve_rates(port, auth, hashes, tx_count, n, v)
+            r = serve_rates(port, auth, hashes, tx_count, n, v, pid)
             out["serve"].append(r)
             print(
                 f"getblock v{v} x {n} connection(s): {r['calls_per_sec']:,.1f} blocks/s, {r['mb_per_sec']:,.1f} MB/s,"
-                f" {r['tx_per_sec']:,.0f} tx/s, {r['bytes_per_block'] / raw_bytes * len(hashes):.2f} bytes per raw byte"
+                f" {r['tx_per_sec']:,.0f} tx/s, {r['bytes_per_block'] / raw_bytes * len(hashes):.2f} B per raw byte;"
+                f" node CPU {r['node_cpu_us_per_tx']:.1f} us/tx, {r['mb_per_node_cpu_sec'] or 0:,.1f} MB per CPU s"
             )
     for workers, processes in ((4, 0), (4, 2)):
-        r = loader_rates(rpc, heights, workers, processes)
+        r = loader_rates(rpc, heights, workers, processes, pid)
         out["loader"].append(r)
         stage_text = ", ".join(f"{k} {s:.2f}s" for k, s in r["stages"].items())
         mode = f"{processes} decode processes" if processes else f"{workers} fetch threads"
         print(
             f"loader fetch path (iter_blocks + map_block, {mode}): {r['blocks_per_sec']:,.1f} blocks/s,"
-            f" {r['tx_per_sec']:,.0f} tx/s; stage seconds {stage_text} (load average {load_average()})"
+            f" {r['tx_per_sec']:,.0f} tx/s; CPU: loader {r['loader_cpu_us_per_tx']:.1f} us/tx, node"
+            f" {r['node_cpu_us_per_tx']:.1f} us/tx; stage seconds {stage_text} (load average {load_average()})"
         )
     return out
 
@@ -131,13 +156,10 @@ def decoders(directory: Path, limit: int) -> None:
     print(f"{len(blocks)} raw blocks, {sum(map(len, blocks)) / 1e6:.1f} MB (load average {load_average()})")
 
     def timed(name: str, decode, inputs: list | None = None) -> None:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         tx = sum(decode(b) for b in (blocks if inputs is None else inputs))
-        seconds = time.perf_counter() - started
-        print(
-            f"{name}: {tx:,} tx in {seconds:.2f}s = {tx / seconds:,.0f} tx/s,"
-            f" {sum(map(len, blocks)) / 1e6 / seconds:.1f} MB/s"
-        )
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        print(f"{name}: {tx:,} tx in {seconds:.2f}s = {tx / seconds:,.0f} tx/s; CPU {cpu / tx * 1e6:.1f} us/tx")
 
     replies = [p.read_bytes() for p in sorted(directory.glob("*.json"))[-limit:]]
     if replies:  # the JSON path of the loader on the same blocks: the reference of this run
@@ -232,7 +254,14 @@ def main() -> None:
         rpc = BitcoinRpc(RpcConfig(core.url, cookie_file=core.cookie_file, timeout_sec=600))
         heights = list(range(chain.first_tx_height, chain.tip_height + 1))
         results["core"] = measure(
-            "Bitcoin Core regtest", int(core.url.rsplit(":", 1)[1]), auth, rpc, heights, args.connections, (2, 3, 0)
+            "Bitcoin Core regtest",
+            int(core.url.rsplit(":", 1)[1]),
+            auth,
+            rpc,
+            heights,
+            args.connections,
+            (2, 3, 0),
+            core.proc.pid,
         )
         if args.save_raw:
             args.save_raw.mkdir(parents=True, exist_ok=True)
@@ -252,6 +281,7 @@ def main() -> None:
             heights,
             args.connections,
             (2, 0),
+            sim.proc.pid,
         )
 
 
