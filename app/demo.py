@@ -50,7 +50,7 @@ FROM btc_primitive_10m ORDER BY bucket_start_utc DESC LIMIT 12;
 
 -- hourly rollup, and daily metrics
 SELECT bucket_start_utc, block_count, tx_count, fees_sat, avg_feerate_sat_vb, close_price_usd
-FROM btc_primitive_1h ORDER BY 1 DESC LIMIT 6;
+FROM api.btc_primitive_1h ORDER BY 1 DESC LIMIT 6;
 SELECT m.bucket_start_utc, m.market_cap_usd, n.nvt_raw, r.miner_revenue_usd, f.median_fee_sat, h.hash_rate_ehs
 FROM btc_market_cap_24h m JOIN btc_nvt_24h n USING (bucket_start_utc)
 JOIN btc_miner_revenue_24h r USING (bucket_start_utc) JOIN btc_fee_metrics_24h f USING (bucket_start_utc)

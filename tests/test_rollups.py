@@ -61,8 +61,8 @@ def r8(x: Decimal) -> Decimal:
     return x.quantize(Decimal("1E-8"), rounding=ROUND_HALF_UP)
 
 
-def dict_rows(conn: psycopg.Connection, table: str) -> list[dict]:
-    cur = conn.execute(f"SELECT * FROM core.{table} ORDER BY bucket_start_utc")
+def dict_rows(conn: psycopg.Connection, table: str, schema: str = "core") -> list[dict]:
+    cur = conn.execute(f"SELECT * FROM {schema}.{table} ORDER BY bucket_start_utc")
     names = [d.name for d in cur.description]
     out = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     conn.commit()
@@ -129,8 +129,9 @@ def check_rollups(url: str) -> int:
     checked = 0
     with psycopg.connect(url) as conn:
         tenm = dict_rows(conn, "btc_primitive_10m")
-        hours = dict_rows(conn, "btc_primitive_1h")
-        days = dict_rows(conn, "btc_primitive_24h")
+        # The 1h/24h backbone as read (api): chain rollups with the price rollups' prices joined.
+        hours = dict_rows(conn, "btc_primitive_1h", "api")
+        days = dict_rows(conn, "btc_primitive_24h", "api")
         price10 = dict_rows(conn, "mq_btc_price_10m")
         price1h = dict_rows(conn, "mq_btc_price_1h")
         price24 = dict_rows(conn, "mq_btc_price_24h")

@@ -289,3 +289,63 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT CASE WHEN p_whole > 0 THEN round(p_part / p_whole, 8) END
 $$;
+
+-- One definition per formula (each used wherever the formula appears; pure, inlined by the planner):
+
+-- core.market_cap_usd(p_supply_sat, p_close_usd): market capitalisation = supply / 1e8 x the period's
+-- canonical close, 8 decimals (the valuation of core.sat_to_usd); NULL without a close (or a supply).
+-- Every market_cap_usd is this. Its body names nothing in schema core: the api views call it, and the
+-- planner inlines it as the reading role (mqnode_reader has no access to schema core).
+CREATE OR REPLACE FUNCTION core.market_cap_usd(p_supply_sat numeric, p_close_usd numeric)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT round(p_supply_sat / 100000000 * p_close_usd, 8)
+$$;
+
+-- core.btc_tx_weight_wu(p_weight, p_size): a transaction's weight, 4 x size where the node gave none
+-- (a pre-segwit node's transaction has no witness).
+CREATE OR REPLACE FUNCTION core.btc_tx_weight_wu(p_weight bigint, p_size bigint)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(p_weight, 4 * p_size)
+$$;
+
+-- core.btc_tx_vsize_vb(p_vsize, p_weight, p_size): a transaction's virtual size, ceil(weight / 4) where
+-- the node gave none (weight by core.btc_tx_weight_wu).
+CREATE OR REPLACE FUNCTION core.btc_tx_vsize_vb(p_vsize bigint, p_weight bigint, p_size bigint)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(p_vsize, ceil(core.btc_tx_weight_wu(p_weight, p_size) / 4.0)::bigint)
+$$;
+
+-- core.exact_median(p_sorted): the exact median of an ascending array: the mean of its lower and upper
+-- middle element (element ceil(n/2) and floor(n/2) + 1), unrounded; NULL for an empty or NULL array.
+-- Aggregate callers pass array_agg(x ORDER BY x) FILTER (WHERE x IS NOT NULL).
+CREATE OR REPLACE FUNCTION core.exact_median(p_sorted anyarray)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT (p_sorted[(cardinality(p_sorted) + 1) / 2] + p_sorted[cardinality(p_sorted) / 2 + 1])::numeric / 2
+$$;
+
+-- core.btc_hashrate_hs(p_difficulty, p_seconds): the hash rate that finds blocks of that (summed)
+-- difficulty in that many seconds: difficulty x 2^32 / seconds (H/s; a block of difficulty D takes
+-- D x 2^32 hashes on average). Unrounded.
+CREATE OR REPLACE FUNCTION core.btc_hashrate_hs(p_difficulty numeric, p_seconds numeric)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT p_difficulty * 4294967296 / p_seconds
+$$;
+
+-- core.epoch_ms(ts): milliseconds since 1970-01-01 UTC (a bucket's open_time_ms, as exchanges name
+-- candle open times).
+CREATE OR REPLACE FUNCTION core.epoch_ms(ts timestamptz)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT (extract(EPOCH FROM ts) * 1000)::bigint
+$$;

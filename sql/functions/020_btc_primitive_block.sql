@@ -47,7 +47,7 @@ DECLARE
     v_i integer;
 BEGIN
     IF v_n > 0 THEN
-        median_fee_sat := round((p_fees_sat[(v_n + 1) / 2] + p_fees_sat[v_n / 2 + 1])::numeric / 2, 8);
+        median_fee_sat := round(core.exact_median(p_fees_sat), 8);
         fee_p10_sat := p_fees_sat[ceil(v_n::float8 / 10.0::float8)::integer];
         fee_p25_sat := p_fees_sat[ceil(v_n::float8 / 4.0::float8)::integer];
         fee_p75_sat := p_fees_sat[ceil((v_n::float8 * 3.0::float8) / 4.0::float8)::integer];
@@ -56,7 +56,7 @@ BEGIN
 
     v_n := coalesce(cardinality(p_feerates_e8), 0);
     IF v_n > 0 THEN
-        median_feerate_sat_vb := round((p_feerates_e8[(v_n + 1) / 2] + p_feerates_e8[v_n / 2 + 1])::numeric / 200000000, 8);
+        median_feerate_sat_vb := round(core.exact_median(p_feerates_e8) / 100000000, 8);
         min_feerate_sat_vb := round(p_feerates_e8[1]::numeric / 100000000, 8);
         max_feerate_sat_vb := round(p_feerates_e8[v_n]::numeric / 100000000, 8);
     END IF;
@@ -95,7 +95,7 @@ COMMENT ON FUNCTION core.btc_fee_stats(bigint[], bigint[], bigint[], bigint[]) I
 -- The per-transaction fee work of heights p_from..p_to, done once: every stored block of the range gets
 -- one core.btc_block_fee_facts row (empty arrays and NULL statistics without fee observations) with its
 -- observations as sorted arrays, their sums and core.btc_fee_stats of them. A fee observation is a
--- non-coinbase transaction whose fee the node reported; vsize = coalesce(vsize, ceil(weight / 4)),
+-- non-coinbase transaction whose fee the node reported; vsize = coalesce(vsize, ceil(weight / 4)) (core.btc_tx_vsize_vb),
 -- weight = coalesce(weight, 4 x size) as everywhere else; a zero vsize or weight has no feerate.
 -- Called by core.build_primitive_block (the loader's batch transaction). Safe to re-run.
 CREATE OR REPLACE FUNCTION core.build_block_fee_facts(p_from bigint, p_to bigint)
@@ -121,8 +121,8 @@ BEGIN
         SELECT
             t.height,
             t.fee_sat,
-            coalesce(t.vsize, ceil(coalesce(t.weight, 4 * t.size) / 4.0))::bigint AS vsize_vb,
-            coalesce(t.weight, 4 * t.size)::bigint AS weight_wu
+            core.btc_tx_vsize_vb(t.vsize, t.weight, t.size) AS vsize_vb,
+            core.btc_tx_weight_wu(t.weight, t.size) AS weight_wu
         FROM raw.btc_tx_raw AS t
         WHERE t.height BETWEEN p_from AND p_to AND NOT t.is_coinbase AND t.fee_sat IS NOT NULL
     ),
@@ -289,10 +289,10 @@ BEGIN
             count(t.fee_sat) = count(*) FILTER (WHERE NOT t.is_coinbase) AS fees_known,
             coalesce(sum(t.fee_sat), 0)::bigint AS known_fee_sat,
             sum(t.size)::bigint AS tx_size_total_bytes,
-            sum(coalesce(t.vsize, ceil(coalesce(t.weight, 4 * t.size) / 4.0)))::bigint AS tx_vsize_total_vb,
+            sum(core.btc_tx_vsize_vb(t.vsize, t.weight, t.size))::bigint AS tx_vsize_total_vb,
             (count(*) FILTER (WHERE t.is_segwit AND NOT t.is_coinbase))::integer AS segwit_tx_count,
             coalesce(sum(t.size) FILTER (WHERE t.is_segwit AND NOT t.is_coinbase), 0)::bigint AS sw_total_size_bytes,
-            coalesce(sum(coalesce(t.weight, 4 * t.size)) FILTER (WHERE t.is_segwit AND NOT t.is_coinbase), 0)::bigint
+            coalesce(sum(core.btc_tx_weight_wu(t.weight, t.size)) FILTER (WHERE t.is_segwit AND NOT t.is_coinbase), 0)::bigint
                 AS sw_total_weight_wu
         FROM raw.btc_tx_raw AS t
         WHERE t.height BETWEEN p_from AND p_to

@@ -3,8 +3,13 @@
 --   flows       core.btc_primitive_10m_flows: per bucket, sums of the blocks' facts
 --   statistics  core.btc_primitive_10m_statistics: per bucket, block intervals and fee statistics
 --   rows        core.btc_primitive_10m_rows: every bucket of the window with flows, carried-forward state,
---               statistics (NULL when undefined) and price fields, one column per table column
---   write       core.build_primitive_10m: the UPSERT of those rows, the checkpoint and the NOTIFY
+--               statistics (NULL when undefined), one column per table column
+--   write       core.build_primitive_10m: the UPSERT of those rows, the price fields, the checkpoint and
+--               the NOTIFY
+-- and, at the end of the file, two separate sections: "Price fields" (core.set_primitive_10m_prices, the
+-- one writer of the backbone's price columns, called by the builder and the composer) and "Block span and
+-- hash rate estimates" (core.btc_primitive_10m_block_span: first/last height and block time, hash rate
+-- estimates; the seed's backbone columns, revision 0009).
 -- Nothing here reads raw.btc_tx_raw: fee observations come from core.btc_block_fee_facts (written once
 -- per block at ingest, sql/functions/020_btc_primitive_block.sql).
 
@@ -215,9 +220,8 @@ AS $$
             b.bucket_start_utc,
             (count(b.interval_sec))::integer AS interval_n,
             sum(b.interval_sec)::bigint AS interval_total_sec,
-            round((percentile_disc(0.5) WITHIN GROUP (ORDER BY b.interval_sec)
-                   + percentile_disc(0.5) WITHIN GROUP (ORDER BY b.interval_sec DESC))::numeric / 2, 8)
-                AS interval_median_sec,
+            round(core.exact_median(array_agg(b.interval_sec ORDER BY b.interval_sec)
+                                    FILTER (WHERE b.interval_sec IS NOT NULL)), 8) AS interval_median_sec,
             array_agg(b.height ORDER BY b.height) FILTER (WHERE b.fee_tx_count > 0) AS fee_heights,
             min(b.min_feerate_sat_vb) AS min_feerate_sat_vb,
             max(b.max_feerate_sat_vb) AS max_feerate_sat_vb
@@ -287,8 +291,9 @@ COMMENT ON FUNCTION core.btc_primitive_10m_statistics(timestamptz, timestamptz, 
 -- core.btc_primitive_10m_rows(p_start, p_target, p_top_height, p_seed_height): the rows of
 -- core.btc_primitive_10m for every bucket p_start..p_target (in the table's column order): flows summed
 -- (0 when empty), state carried forward from the last block at or before the bucket (p_seed_height
--- before the first block of the window), undefined statistics NULL, price fields from
--- core.mq_btc_price_10m (NULL when none). Reads only the window's blocks, their fee facts and prices.
+-- before the first block of the window), undefined statistics NULL, price fields NULL (written after the
+-- rows by core.set_primitive_10m_prices), block span and hash rate estimates from
+-- core.btc_primitive_10m_block_span. Reads only the window's blocks and their fee facts.
 CREATE OR REPLACE FUNCTION core.btc_primitive_10m_rows(
     p_start timestamptz, p_target timestamptz, p_top_height bigint, p_seed_height bigint
 )
@@ -398,11 +403,13 @@ AS $$
             AS block_weight_mean_wu_10m,
         CASE WHEN f.block_count > 0 THEN round(f.miner_revenue_sat::numeric / f.block_count, 8) END
             AS block_reward_sat_avg,
-        pr.open_price_usd,
-        pr.high_price_usd,
-        pr.low_price_usd,
-        pr.close_price_usd,
-        core.sat_to_usd(s.cumulative_supply_sat, pr.close_price_usd) AS market_cap_usd,
+        -- Price fields: NULL here; their one writer is core.set_primitive_10m_prices (section "Price
+        -- fields" below), which core.build_primitive_10m calls after writing these rows.
+        NULL::numeric AS open_price_usd,
+        NULL::numeric AS high_price_usd,
+        NULL::numeric AS low_price_usd,
+        NULL::numeric AS close_price_usd,
+        NULL::numeric AS market_cap_usd,
         st.median_feerate_sat_vb AS median_feerate_sat_vb_10m,
         st.fee_p10_sat AS fee_p10_sat_10m,
         st.fee_p25_sat AS fee_p25_sat_10m,
@@ -417,12 +424,21 @@ AS $$
         -- block's prevouts are unknown).
         uf.utxo_count_total,
         CASE WHEN ut.bucket_start_utc IS NULL THEN 0 ELSE ut.utxo_size_inc_bytes END AS utxo_size_inc_bytes_10m,
-        uf.utxo_bogo_total_bytes AS utxo_set_size_total_bytes
+        uf.utxo_bogo_total_bytes AS utxo_set_size_total_bytes,
+        -- Block span and hash rate estimates (revision 0009; section at the end of this file).
+        sp.first_height,
+        sp.last_height,
+        sp.first_block_time_utc,
+        sp.last_block_time_utc,
+        core.epoch_ms(f.bucket_start_utc) AS open_time_ms,
+        sp.hashrate_est_last,
+        sp.hashrate_est_mean_10m
     FROM flows AS f
     LEFT JOIN core.btc_primitive_10m_statistics(p_start, p_target, p_top_height) AS st
         ON f.bucket_start_utc = st.bucket_start_utc
     LEFT JOIN core.btc_primitive_block AS s ON f.state_height = s.height
-    LEFT JOIN core.mq_btc_price_10m AS pr ON f.bucket_start_utc = pr.bucket_start_utc
+    LEFT JOIN core.btc_primitive_10m_block_span(p_start, p_target, p_top_height) AS sp
+        ON f.bucket_start_utc = sp.bucket_start_utc
     LEFT JOIN core.btc_block_utxo_facts AS uf ON f.state_height = uf.height
     LEFT JOIN core.btc_primitive_10m_utxo(p_start, p_target, p_top_height) AS ut
         ON f.bucket_start_utc = ut.bucket_start_utc
@@ -521,11 +537,7 @@ BEGIN
         block_size_mean_bytes_10m = excluded.block_size_mean_bytes_10m,
         block_weight_mean_wu_10m = excluded.block_weight_mean_wu_10m,
         block_reward_sat_avg = excluded.block_reward_sat_avg,
-        open_price_usd = excluded.open_price_usd,
-        high_price_usd = excluded.high_price_usd,
-        low_price_usd = excluded.low_price_usd,
-        close_price_usd = excluded.close_price_usd,
-        market_cap_usd = excluded.market_cap_usd,
+        -- (price fields: core.set_primitive_10m_prices below, their one writer)
         median_feerate_sat_vb_10m = excluded.median_feerate_sat_vb_10m,
         fee_p10_sat_10m = excluded.fee_p10_sat_10m,
         fee_p25_sat_10m = excluded.fee_p25_sat_10m,
@@ -537,8 +549,17 @@ BEGIN
         feerate_p90_sat_vb_10m = excluded.feerate_p90_sat_vb_10m,
         utxo_count_total = excluded.utxo_count_total,
         utxo_size_inc_bytes_10m = excluded.utxo_size_inc_bytes_10m,
-        utxo_set_size_total_bytes = excluded.utxo_set_size_total_bytes;
+        utxo_set_size_total_bytes = excluded.utxo_set_size_total_bytes,
+        first_height = excluded.first_height,
+        last_height = excluded.last_height,
+        first_block_time_utc = excluded.first_block_time_utc,
+        last_block_time_utc = excluded.last_block_time_utc,
+        open_time_ms = excluded.open_time_ms,
+        hashrate_est_last = excluded.hashrate_est_last,
+        hashrate_est_mean_10m = excluded.hashrate_est_mean_10m;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
+    -- The window's price fields (a new row has none yet; a rewritten one may have a new supply).
+    PERFORM core.set_primitive_10m_prices(v_window.start_bucket, v_window.target_bucket);
 
     PERFORM core.set_checkpoint('btc', core.checkpoint_component('primitive_10m'), '10m', v_window.top_height,
                                 v_window.target_bucket, 'ok');
@@ -577,3 +598,90 @@ AS $$
     WHERE c.chain = 'btc' AND c.component = core.checkpoint_component('primitive_10m') AND c."interval" = '10m'
       AND c.last_height >= p_height
 $$;
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Price fields of the backbone
+-- ---------------------------------------------------------------------------------------------------------
+
+-- core.set_primitive_10m_prices(p_from, p_to): the one writer of core.btc_primitive_10m's price columns.
+-- Every backbone row of buckets p_from..p_to gets open/high/low/close_price_usd of the canonical price
+-- core.mq_btc_price_10m of its bucket (NULL when it has none) and market_cap_usd = core.market_cap_usd(
+-- its supply_total_sat, that close). Called by core.build_primitive_10m for its window (new rows, new
+-- supply) and by core.compose_btc_price_10m for its range (new prices), each in its own transaction, so
+-- the stored fields always equal the canonical table. Rows already equal are not rewritten. Returns the
+-- rows changed. The supply is the target row's own, so a concurrent build that changed it is seen.
+CREATE OR REPLACE FUNCTION core.set_primitive_10m_prices(p_from timestamptz, p_to timestamptz)
+RETURNS integer
+LANGUAGE sql VOLATILE
+AS $$
+    WITH changed AS (
+        UPDATE core.btc_primitive_10m AS p
+        SET open_price_usd = m.open_price_usd,
+            high_price_usd = m.high_price_usd,
+            low_price_usd = m.low_price_usd,
+            close_price_usd = m.close_price_usd,
+            market_cap_usd = core.market_cap_usd(p.supply_total_sat, m.close_price_usd)
+        FROM (
+            SELECT
+                g.bucket_start_utc,
+                mq.open_price_usd,
+                mq.high_price_usd,
+                mq.low_price_usd,
+                mq.close_price_usd
+            FROM generate_series(p_from, p_to, INTERVAL '10 minutes') AS g (bucket_start_utc)
+            LEFT JOIN core.mq_btc_price_10m AS mq ON g.bucket_start_utc = mq.bucket_start_utc
+        ) AS m
+        WHERE p.bucket_start_utc = m.bucket_start_utc
+          AND p.bucket_start_utc BETWEEN p_from AND p_to
+          AND (p.open_price_usd, p.high_price_usd, p.low_price_usd, p.close_price_usd, p.market_cap_usd)
+          IS DISTINCT FROM (
+              m.open_price_usd, m.high_price_usd, m.low_price_usd, m.close_price_usd,
+              core.market_cap_usd(p.supply_total_sat, m.close_price_usd)
+          )
+        RETURNING 1
+    )
+
+    SELECT count(*)::integer FROM changed
+$$;
+COMMENT ON FUNCTION core.set_primitive_10m_prices(timestamptz, timestamptz) IS 'The one writer of the backbone''s price fields: canonical OHLC of the bucket and market cap (supply x close).';
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Block span and hash rate estimates (the seed's backbone columns, revision 0009)
+-- ---------------------------------------------------------------------------------------------------------
+
+-- core.btc_primitive_10m_block_span(p_start, p_target, p_top_height): per bucket with a counted block
+-- (the blocks of core.btc_primitive_10m_blocks: the genesis block is state only), the heights of its first
+-- and last block, their header times (block_time of the lowest and of the highest height: header times
+-- may go backwards, so these are not min/max), and the hash rate estimates (H/s, 8 decimals, rule
+-- core.btc_hashrate_hs): hashrate_est_last = the last block's difficulty x 2^32 / 600 s,
+-- hashrate_est_mean_10m = the mean of that estimate over the bucket's blocks (their summed difficulty x
+-- 2^32 / (600 s x block count)). Buckets without a counted block have no row: the rows part leaves
+-- these NULL there. Revision 0009 fills rows stored before it through this function.
+CREATE OR REPLACE FUNCTION core.btc_primitive_10m_block_span(
+    p_start timestamptz, p_target timestamptz, p_top_height bigint
+)
+RETURNS TABLE (
+    bucket_start_utc timestamptz,
+    first_height bigint,
+    last_height bigint,
+    first_block_time_utc timestamptz,
+    last_block_time_utc timestamptz,
+    hashrate_est_last numeric,
+    hashrate_est_mean_10m numeric
+)
+LANGUAGE sql STABLE
+AS $$
+    SELECT
+        b.bucket_start_utc,
+        min(b.height) AS first_height,
+        max(b.height) AS last_height,
+        (array_agg(b.block_time ORDER BY b.height))[1] AS first_block_time_utc,
+        (array_agg(b.block_time ORDER BY b.height DESC))[1] AS last_block_time_utc,
+        round(core.btc_hashrate_hs((array_agg(pb.difficulty ORDER BY b.height DESC))[1], 600), 8)
+            AS hashrate_est_last,
+        round(core.btc_hashrate_hs(sum(pb.difficulty), 600 * count(*)), 8) AS hashrate_est_mean_10m
+    FROM core.btc_primitive_10m_blocks(p_start, p_target, p_top_height) AS b
+    INNER JOIN core.btc_primitive_block AS pb ON b.height = pb.height
+    GROUP BY b.bucket_start_utc
+$$;
+COMMENT ON FUNCTION core.btc_primitive_10m_block_span(timestamptz, timestamptz, bigint) IS 'First/last height and header time of each 10m bucket''s blocks and its hash rate estimates.';

@@ -428,8 +428,7 @@ AS $$
     medians AS (
         SELECT
             cd.bucket_start_utc,
-            (percentile_disc(0.5) WITHIN GROUP (ORDER BY cd.c)
-             + percentile_disc(0.5) WITHIN GROUP (ORDER BY cd.c DESC)) / 2 AS median_close
+            core.exact_median(array_agg(cd.c ORDER BY cd.c) FILTER (WHERE cd.c IS NOT NULL)) AS median_close
         FROM candidates AS cd
         WHERE cd.reason IS NULL
         GROUP BY cd.bucket_start_utc
@@ -709,8 +708,8 @@ COMMENT ON FUNCTION core.btc_price_composition_10m(text, timestamptz, timestampt
 --   reference_rate_v1: over the 1m child candles, see core.btc_price_composition_10m.
 -- Every left-out row is listed in excluded_sources with its reason; the counted ones in contributing_sources
 -- (quote, usd_rate, weight, close, close_usd), the bucket's stablecoin rates in usd_rates. No counted row: NULL prices,
--- source_count 0. The price fields of core.btc_primitive_10m are refreshed from the result (they come
--- only from this table). Checkpoint btc_price_canonical_composer:10m moves in the same transaction.
+-- source_count 0. The price fields of core.btc_primitive_10m are refreshed from the result by their one
+-- writer, core.set_primitive_10m_prices. Checkpoint btc_price_canonical_composer:10m moves in the same transaction.
 -- Re-running any range yields identical rows.
 CREATE OR REPLACE FUNCTION core.compose_btc_price_10m(
     p_method text DEFAULT 'volume_weighted_ohlc_v1',
@@ -805,18 +804,8 @@ BEGIN
         usd_rates = excluded.usd_rates;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
 
-    -- The backbone's price fields come only from the canonical table.
-    UPDATE core.btc_primitive_10m AS p
-    SET open_price_usd = m.open_price_usd,
-        high_price_usd = m.high_price_usd,
-        low_price_usd = m.low_price_usd,
-        close_price_usd = m.close_price_usd,
-        market_cap_usd = core.sat_to_usd(p.supply_total_sat, m.close_price_usd)
-    FROM core.mq_btc_price_10m AS m
-    WHERE p.bucket_start_utc = m.bucket_start_utc
-      AND m.bucket_start_utc BETWEEN v_start AND v_end
-      AND (p.close_price_usd, p.open_price_usd, p.high_price_usd, p.low_price_usd)
-          IS DISTINCT FROM (m.close_price_usd, m.open_price_usd, m.high_price_usd, m.low_price_usd);
+    -- The backbone's price fields, by their one writer (sql/functions/040_btc_primitive_10m.sql).
+    PERFORM core.set_primitive_10m_prices(v_start, v_end);
 
     PERFORM core.set_checkpoint('btc', core.checkpoint_component('price_composer'), '10m', NULL, v_end, 'ok');
     -- Rollups and metrics redo every period from v_start on (prices and the backbone's price fields changed).

@@ -113,7 +113,7 @@ BEGIN
             p.bucket_start_utc,
             p.supply_total_sat,
             p.close_price_usd,
-            core.sat_to_usd(p.supply_total_sat, p.close_price_usd)
+            core.market_cap_usd(p.supply_total_sat, p.close_price_usd)
         FROM core.btc_priced_periods AS p
         WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
         ON CONFLICT (bucket_start_utc) DO UPDATE
@@ -382,8 +382,8 @@ BEGIN
             p.block_count,
             p.period_sec,
             round(w.difficulty_sum / w.n, 8),
-            round(w.difficulty_sum * 4294967296 / p.period_sec, 2),
-            round(w.difficulty_sum * 4294967296 / p.period_sec / 1e18, 8)
+            round(core.btc_hashrate_hs(w.difficulty_sum, p.period_sec), 2),
+            round(core.btc_hashrate_hs(w.difficulty_sum, p.period_sec) / 1e18, 8)
         FROM core.btc_primitive_periods AS p
         LEFT JOIN work AS w ON p.bucket_start_utc = w.bucket_start_utc
         WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3

@@ -157,7 +157,7 @@ BEGIN
                 CASE WHEN r.unknown_n = 0 THEN r.unpriced_sat END AS unpriced_sat,
                 CASE WHEN r.unknown_n = 0 THEN r.priced_usd END AS priced_usd,
                 CASE WHEN r.unknown_n = 0 AND r.unpriced_sat = 0 THEN round(r.priced_usd, 8) END AS realized_cap_usd,
-                core.sat_to_usd(r.supply_total_sat, r.close_price_usd) AS market_cap_usd
+                core.market_cap_usd(r.supply_total_sat, r.close_price_usd) AS market_cap_usd
             FROM running AS r
         )
 

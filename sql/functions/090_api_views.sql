@@ -5,13 +5,32 @@ CREATE OR REPLACE VIEW api.btc_primitive_10m AS
 SELECT * FROM core.btc_primitive_10m;
 COMMENT ON VIEW api.btc_primitive_10m IS 'The continuous 10m on-chain backbone (data contract: btc_primitive_10m).';
 
+-- The 1h/24h backbone: the chain rollups with the price of the same period joined from the price rollups
+-- (their close is the one close of the interval) and market_cap_usd = core.market_cap_usd(supply at the
+-- period's end, that close). NULL prices where the period has none.
 CREATE OR REPLACE VIEW api.btc_primitive_1h AS
-SELECT * FROM core.btc_primitive_1h;
-COMMENT ON VIEW api.btc_primitive_1h IS 'Hourly rollup of btc_primitive_10m: flows summed, states of the last 10m bucket, means from summed parts.';
+SELECT
+    h.*,
+    m.open_price_usd,
+    m.high_price_usd,
+    m.low_price_usd,
+    m.close_price_usd,
+    core.market_cap_usd(h.supply_total_sat, m.close_price_usd) AS market_cap_usd
+FROM core.btc_primitive_1h AS h
+LEFT JOIN core.mq_btc_price_1h AS m ON h.bucket_start_utc = m.bucket_start_utc;
+COMMENT ON VIEW api.btc_primitive_1h IS 'Hourly rollup of btc_primitive_10m: flows summed, states of the last 10m bucket, means from summed parts; prices from mq_btc_price_1h.';
 
 CREATE OR REPLACE VIEW api.btc_primitive_24h AS
-SELECT * FROM core.btc_primitive_24h;
-COMMENT ON VIEW api.btc_primitive_24h IS 'Daily (UTC) rollup of btc_primitive_1h, same rules.';
+SELECT
+    d.*,
+    m.open_price_usd,
+    m.high_price_usd,
+    m.low_price_usd,
+    m.close_price_usd,
+    core.market_cap_usd(d.supply_total_sat, m.close_price_usd) AS market_cap_usd
+FROM core.btc_primitive_24h AS d
+LEFT JOIN core.mq_btc_price_24h AS m ON d.bucket_start_utc = m.bucket_start_utc;
+COMMENT ON VIEW api.btc_primitive_24h IS 'Daily (UTC) rollup of btc_primitive_1h, same rules; prices from mq_btc_price_24h.';
 
 CREATE OR REPLACE VIEW api.btc_price_canonical_10m AS
 SELECT
