@@ -184,11 +184,13 @@ def test_remote_push_needs_url_and_token():
         CollectorConfig("ws://x", "BTCUSDT", "http://x", "remote_push").check()
 
 
-def test_whole_buckets_missed_while_disconnected_are_filled_from_rest(exchange):
+def test_whole_buckets_missed_while_disconnected_are_filled_from_rest(exchange, db_url):
     """Stream: all of A, then (after a long outage) the first minute of A+30m. Buckets A+10m and A+20m never
-    arrived: they are finished from REST alone (rest_repair), the new bucket stays open."""
+    arrived: they are finished from REST alone (rest_repair), the new bucket stays open; their OHLCV is
+    the SQL aggregate of the children (core.write_venue_price_10m)."""
     from app.market.collector import Kline, TenMinuteAggregator
     from app.market.fetch import VenueFetcher
+    from app.market.pushed_rows import upsert_rows, validate_row
 
     fetcher = VenueFetcher(
         "binance",
@@ -214,15 +216,20 @@ def test_whole_buckets_missed_while_disconnected_are_filled_from_rest(exchange):
     due = aggregator.add(k(later))
     assert due == [A + timedelta(minutes=10), A + timedelta(minutes=20)]
     rows = [asyncio.run(aggregator.finish(b, repair)) for b in due]
-    for b, r in zip(due, rows, strict=True):
+    for r in rows:
         assert (r["quality_status"], r["data_source_mode"], r["actual_child_candle_count"], r["gap_count"]) == (
             "repaired",
             "rest_repair",
             10,
             10,
         )
-        assert (D(r["open_price_usd"]), D(r["close_price_usd"])) == (expected_bucket(b)[1], expected_bucket(b)[4])
         assert r["first_receive_time"] is None
+    with psycopg.connect(db_url) as conn:
+        upsert_rows(conn, [validate_row(r, i) for i, r in enumerate(rows)])
+        prices = conn.execute(
+            "SELECT bucket_start_utc, open_price_usd, close_price_usd FROM core.binance_price_10m ORDER BY 1"
+        ).fetchall()
+    assert prices == [(b, expected_bucket(b)[1], expected_bucket(b)[4]) for b in due]
     assert rows[0]["disconnect_count"] == 1 and rows[1]["disconnect_count"] == 0
 
 

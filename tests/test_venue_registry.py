@@ -221,3 +221,49 @@ def test_rest_and_pushed_rows_share_the_writer(db_url):
         with pytest.raises(PushedRowError, match=r"row 1 field high_price_usd: high 120 below max\(open, close, low\)"):
             upsert_rows(conn, bad)
         assert conn.execute(query).fetchall() == before and notices(conn) == []
+
+
+def test_a_collector_bucket_is_aggregated_as_rest_candles(db_url):
+    """A collector's bucket (its child candles and quality metadata, as `mqnode collector binance` sends it)
+    is stored as REST candles are: the children in raw.venue_candles (an invalid one left out), the OHLCV
+    by core.venue_price_10m_rows, the collector's metadata kept."""
+    kline = {"interval_sec": 60, "open": "100", "high": "120", "low": "90", "volume_base": "2", "trade_count": 3}
+    klines = [
+        {**kline, "open_time": (bucket(1) + timedelta(minutes=m)).isoformat(), "close": str(100 + m), "raw": {"m": m}}
+        for m in range(10)
+    ]
+    klines[4] = {**klines[4], "high": "80"}  # high below low: left out, as a REST candle would be
+    row = {
+        "bucket_start_utc": bucket(1).isoformat(),
+        "symbol": "BTCUSDT",
+        "child_candles": klines,
+        "quality_status": "repaired",
+        "data_source_mode": "websocket_rest_repair",
+        "expected_child_candle_count": 10,
+        "actual_child_candle_count": 10,
+        "first_receive_time": (bucket(1) + timedelta(minutes=1)).isoformat(),
+        "last_receive_time": (bucket(1) + timedelta(minutes=10)).isoformat(),
+        "disconnect_count": 1,
+        "gap_count": 1,
+    }
+    columns = (
+        "open_price_usd, high_price_usd, low_price_usd, close_price_usd, volume_btc, trade_count, raw_payload,"
+        " actual_child_candle_count"
+    )
+    with psycopg.connect(db_url) as conn:
+        assert upsert_rows(conn, [validate_row(row, 0)]) == 1
+        stored = conn.execute(
+            f"SELECT {columns}, quality_status, data_source_mode, disconnect_count, gap_count, source_updated_at"
+            " FROM core.binance_price_10m"
+        ).fetchone()
+        rest = conn.execute(
+            f"SELECT {columns} FROM core.venue_price_10m_rows('binance', 'BTCUSDT', %s, %s)", (bucket(1), bucket(1))
+        ).fetchone()
+        (children,) = conn.execute("SELECT count(*) FROM raw.venue_candles WHERE venue = 'binance'").fetchone()
+        with pytest.raises(PushedRowError, match=r"row 0 field child_candles\[2\]\.close"):
+            validate_row({**row, "child_candles": [*klines[:2], {**klines[2], "close": "x"}]}, 0)
+    assert children == 9
+    assert stored[:8] == rest
+    assert stored[:6] == (D(100), D(120), D(90), D(109), D(18), 27)
+    assert [p["m"] for p in stored[6]] == [0, 1, 2, 3, 5, 6, 7, 8, 9] and stored[7] == 9
+    assert stored[8:] == ("repaired", "websocket_rest_repair", 1, 1, bucket(2))

@@ -1,4 +1,5 @@
-"""POST /api/v1/internal/price/source/binance/10m: the cloud Binance collector pushes finished 10m rows.
+"""POST /api/v1/internal/price/source/binance/10m: the cloud Binance collector pushes its 10m buckets (their
+child candles and quality metadata; another feeder may push finished rows with their OHLCV).
 
 Bearer token compared in constant time with MQNODE_INTERNAL_INGEST_TOKEN; without a configured token the
 route refuses everything. The whole payload is validated before anything is written (row count bound,

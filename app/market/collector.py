@@ -1,9 +1,12 @@
 """`mqnode collector binance`: the WebSocket speed lane for Binance spot.
 
-Reads the kline stream, keeps confirmed 1m candles only (k.x == true), and turns every 10 of them into
-one finished 10m row with quality metadata: complete (all ten from the stream), repaired (gaps filled
-from REST klines) or partial (still missing), the data source mode, expected/actual child counts, first
-and last receive time, disconnect and gap counts. Reconnects with backoff. Rows go to the local database
+Reads the kline stream, keeps confirmed 1m candles only (k.x == true), and turns every bucket of them into
+one 10m row: the bucket's child candles (the ten klines, gaps filled from REST klines) with quality
+metadata: complete (all ten from the stream), repaired (gaps filled from REST) or partial (still
+missing), the data source mode, expected/actual child counts, first and last receive time, disconnect
+and gap counts. Its OHLCV is not computed here: core.write_venue_price_10m stores the children in
+raw.venue_candles and aggregates them as it does REST candles (core.venue_price_10m_rows), with the same
+checks, precedence, composer rewind and NOTIFY. Reconnects with backoff. Rows go to the local database
 (PRICE_WS_OUTPUT_MODE=local_db) or to the internal ingest route of another MQNODE (remote_push, with
 retries), so the collector can run on a host that has no database.
 """
@@ -44,6 +47,7 @@ class Kline:
     quote_volume: Decimal | None
     trades: int | None
     received_at: datetime | None  # None: filled from REST
+    raw: Any = None  # the kline as received (the stream's "k" object, or the REST row)
 
 
 def parse_kline_message(text: str | bytes, received_at: datetime) -> Kline | None:
@@ -64,6 +68,7 @@ def parse_kline_message(text: str | bytes, received_at: datetime) -> Kline | Non
         Decimal(k["q"]) if k.get("q") is not None else None,
         int(k["n"]) if k.get("n") is not None else None,
         received_at,
+        k,
     )
 
 
@@ -138,6 +143,7 @@ class TenMinuteAggregator:
                             c.volume_quote,
                             c.trade_count,
                             None,
+                            c.raw,
                         )
             except Exception as exc:  # a failed repair leaves the bucket partial, never invented
                 log.warning("REST repair of %s failed: %s", bucket.isoformat(), exc)
@@ -150,15 +156,21 @@ class TenMinuteAggregator:
         return {
             "bucket_start_utc": bucket.isoformat(),
             "symbol": self.symbol,
-            "open_price_usd": str(ordered[0].open),
-            "high_price_usd": str(max(k.high for k in ordered)),
-            "low_price_usd": str(min(k.low for k in ordered)),
-            "close_price_usd": str(ordered[-1].close),
-            "volume_btc": str(sum(k.volume for k in ordered)),
-            "volume_usd": str(sum(k.quote_volume for k in ordered))
-            if all(k.quote_volume is not None for k in ordered)
-            else None,
-            "trade_count": sum(k.trades for k in ordered) if all(k.trades is not None for k in ordered) else None,
+            "child_candles": [
+                {
+                    "interval_sec": 60,
+                    "open_time": k.open_time.isoformat(),
+                    "open": str(k.open),
+                    "high": str(k.high),
+                    "low": str(k.low),
+                    "close": str(k.close),
+                    "volume_base": str(k.volume),
+                    "volume_quote": None if k.quote_volume is None else str(k.quote_volume),
+                    "trade_count": k.trades,
+                    "raw": json.loads(json.dumps(k.raw, default=str)),  # decimals as strings, as REST's
+                }
+                for k in ordered
+            ],
             "quality_status": quality,
             "data_source_mode": mode,
             "expected_child_candle_count": EXPECTED_CHILDREN,
@@ -174,10 +186,22 @@ class RowsRefused(RuntimeError):
     """The receiver rejected the rows as invalid: sending them again cannot succeed."""
 
 
+PUSH_BATCH_ROWS = 144  # a day of buckets per request (each carries its ten child candles): far below the body bound
+
+
 async def push_rows(
     client: httpx.AsyncClient, url: str, token: str, rows: list[dict], retries: int = 5, backoff_sec: float = 1.0
 ) -> None:
-    """POST rows to the internal ingest route, retrying transport errors, 429 and 5xx; other 4xx are final."""
+    """POST rows to the internal ingest route, PUSH_BATCH_ROWS per request (a backlog after a long outage
+    stays under the route's body bound), retrying transport errors, 429 and 5xx; other 4xx are final.
+    Replays are idempotent, so rows of a batch sent before a failure may be sent again."""
+    for first in range(0, len(rows), PUSH_BATCH_ROWS):
+        await _push_batch(client, url, token, rows[first : first + PUSH_BATCH_ROWS], retries, backoff_sec)
+
+
+async def _push_batch(
+    client: httpx.AsyncClient, url: str, token: str, rows: list[dict], retries: int, backoff_sec: float
+) -> None:
     for attempt in range(retries + 1):
         try:
             response = await client.post(url, json={"rows": rows}, headers={"Authorization": f"Bearer {token}"})

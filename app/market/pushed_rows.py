@@ -1,10 +1,13 @@
-"""Finished Binance 10m rows from a collector: decoding, then the one SQL writer of venue rows.
+"""Binance 10m rows from a collector: decoding, then the one SQL writer of venue rows.
 
 Used by the internal ingest route (rows from a remote collector) and by the collector writing locally.
-Python decodes each row (times, numbers, counts, the quality fields) and names the row and field of what
-it cannot decode; the rows then go to core.write_venue_price_10m, the writer REST child candles go through
-too: the OHLCV validity rule (core.candle_problem; a failing row is SQLSTATE MQ004 naming the row and
-field, nothing written), the REST precedence rule, the composer rewind and NOTIFY venue_price_ready.
+A row is either a bucket with its child candles ("child_candles": the 1m klines; the collector sends
+these) or a finished row with its OHLCV (another feeder). Python decodes each row (times, numbers,
+counts, the quality fields) and names the row and field of what it cannot decode; the rows then go to
+core.write_venue_price_10m, the writer REST child candles go through too: the children into
+raw.venue_candles and the bucket's OHLCV by the same aggregate as REST, the OHLCV validity rule
+(core.candle_problem; a failing row is SQLSTATE MQ004 naming the row and field, nothing written), the
+REST precedence rule, the composer rewind and NOTIFY venue_price_ready.
 The local Binance source checkpoint is never moved here: the pushing collector owns its own progress.
 """
 
@@ -82,7 +85,8 @@ def validate_row(row: Any, index: int) -> dict[str, Any]:
     symbol = row.get("symbol")
     if not isinstance(symbol, str) or not symbol:
         _fail(index, "symbol", "missing")
-    prices = {f: _number(row, index, f, True) for f in PRICE_FIELDS}
+    children = _children(row, index)
+    prices = {f: _number(row, index, f, children is None) for f in PRICE_FIELDS}
     volumes = {f: _number(row, index, f, False) for f in ("volume_btc", "volume_usd")}
     quality = row.get("quality_status")
     if quality not in QUALITY_STATUSES:
@@ -116,7 +120,41 @@ def validate_row(row: Any, index: int) -> dict[str, Any]:
         "last_receive_time": last,
         "disconnect_count": _count(row, index, "disconnect_count"),
         "gap_count": _count(row, index, "gap_count"),
+        **({} if children is None else {"child_candles": children}),
     }
+
+
+CHILD_PRICES = ("open", "high", "low", "close")
+
+
+def _children(row: dict, index: int) -> list[dict[str, Any]] | None:
+    """A bucket's child candles (core.write_venue_candles' shape), decoded; None for a finished row."""
+    value = row.get("child_candles")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        _fail(index, "child_candles", "must be a non-empty list of candles")
+    decoded = []
+    for i, child in enumerate(value):
+        name = f"child_candles[{i}]"
+        if not isinstance(child, dict):
+            _fail(index, name, "expected an object")
+        flat = {f"{name}.{key}": v for key, v in child.items()}  # errors name e.g. child_candles[3].open
+        interval = child.get("interval_sec", 60)
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0 or 600 % interval:
+            _fail(index, f"{name}.interval_sec", f"must divide 600 s, got {interval!r}")
+        decoded.append(
+            {
+                "interval_sec": interval,
+                "open_time": _time(flat, index, f"{name}.open_time"),
+                **{f: _number(flat, index, f"{name}.{f}", True) for f in CHILD_PRICES},
+                "volume_base": _number(flat, index, f"{name}.volume_base", False),
+                "volume_quote": _number(flat, index, f"{name}.volume_quote", False),
+                "trade_count": _count(flat, index, f"{name}.trade_count"),
+                "raw": child.get("raw"),
+            }
+        )
+    return decoded
 
 
 def _json(value: Any) -> Any:

@@ -1,6 +1,7 @@
--- Venue price rows: the one candle validity rule, the one writer of raw.venue_candles and the one writer of
--- core.<venue>_price_10m (REST child candles through core.build_venue_price_10m, collector rows locally or
--- through the internal ingest route: same checks, precedence rule, rewind and NOTIFY), and the venue tables
+-- Venue price rows: the one candle validity rule, the one writer of raw.venue_candles, the one aggregate of
+-- child candles into 10m rows and the one writer of core.<venue>_price_10m (REST child candles through
+-- core.build_venue_price_10m, the Binance collector's child candles or finished rows locally or through the
+-- internal ingest route: same checks, aggregate, precedence rule, rewind and NOTIFY), and the venue tables
 -- as one view. The venues are the registry's (core.mq_price_source_registry); each has its
 -- core.<venue>_price_10m table (tests/test_venue_registry.py checks the two agree).
 
@@ -177,6 +178,76 @@ AS $$
 $$;
 COMMENT ON FUNCTION core.write_venue_candles(text, jsonb) IS 'Upsert child candles into raw.venue_candles; the invalid ones (core.candle_problem, off-grid) are returned with their reason, not written.';
 
+-- core.venue_price_10m_rows(p_venue, p_symbol, p_from, p_to): the 10m rows of one market's child candles in
+-- raw.venue_candles for buckets in [bucket of p_from, bucket of p_to], the one aggregate: a bucket gets a
+-- row only where it has child candles (sparse, never a fake row); open = first child's open, close = last
+-- child's close, high = max, low = min, volumes and trade counts summed, raw_payload = the children's
+-- payloads in time order; expected = 600 s / the child interval, actual = the children's count,
+-- quality_status 'complete' when every child is there, else 'partial'; data_source_mode
+-- 'rest_child_candles', first/last_receive_time and source_updated_at from the children's loaded_at,
+-- disconnect_count 0, gap_count = expected - actual. Computed, not stored.
+CREATE OR REPLACE FUNCTION core.venue_price_10m_rows(
+    p_venue text, p_symbol text, p_from timestamptz, p_to timestamptz
+)
+RETURNS SETOF core.venue_price_10m
+LANGUAGE sql STABLE
+AS $$
+    WITH children AS (
+        SELECT
+            core.bucket_10m(c.open_time) AS bucket_start_utc,
+            c.*
+        FROM raw.venue_candles AS c
+        WHERE c.venue = p_venue AND c.symbol = p_symbol
+          AND c.open_time >= core.bucket_10m(p_from)
+          AND c.open_time < core.bucket_10m(p_to) + INTERVAL '10 minutes'
+    ),
+
+    buckets AS (
+        SELECT
+            ch.bucket_start_utc,
+            (array_agg(ch.open_price ORDER BY ch.open_time))[1] AS open_price,
+            max(ch.high_price) AS high_price,
+            min(ch.low_price) AS low_price,
+            (array_agg(ch.close_price ORDER BY ch.open_time DESC))[1] AS close_price,
+            sum(ch.volume_base) AS volume_base,
+            sum(ch.volume_quote) AS volume_quote,
+            sum(ch.trade_count) AS trade_count,
+            jsonb_agg(ch.raw_payload ORDER BY ch.open_time) AS raw_payload,
+            max(ch.loaded_at) AS loaded_at,
+            min(ch.loaded_at) AS first_loaded_at,
+            600 / min(ch.interval_sec) AS expected,
+            count(*)::integer AS actual
+        FROM children AS ch
+        GROUP BY ch.bucket_start_utc
+    )
+
+    SELECT
+        p_venue,
+        b.bucket_start_utc,
+        p_symbol,
+        b.open_price,
+        b.high_price,
+        b.low_price,
+        b.close_price,
+        b.volume_base,
+        b.volume_quote,
+        b.trade_count,
+        b.raw_payload,
+        b.loaded_at,
+        CASE WHEN b.actual >= b.expected THEN 'complete' ELSE 'partial' END,
+        'rest_child_candles',
+        b.expected,
+        b.actual,
+        b.first_loaded_at,
+        b.loaded_at,
+        0,
+        greatest(b.expected - b.actual, 0)
+    FROM buckets AS b
+    ORDER BY b.bucket_start_utc
+$$;
+COMMENT ON FUNCTION core.venue_price_10m_rows(text, text, timestamptz, timestamptz) IS 'The one aggregate of child candles into sparse 10m venue rows (REST builds and collector buckets).';
+
+-- api fields of core.venue_price_10m: *
 -- core.write_venue_price_10m(p_venue, p_rows): the one writer of core.<venue>_price_10m. p_rows: finished
 -- 10m rows (the venue column of the row type is ignored: p_venue names the table), from REST child candles
 -- (core.build_venue_price_10m) or from a collector (locally or through the internal ingest route).
@@ -282,21 +353,49 @@ END
 $$;
 COMMENT ON FUNCTION core.write_venue_price_10m(text, core.venue_price_10m[]) IS 'The one writer of core.<venue>_price_10m: validity (core.candle_problem), REST precedence, composer rewind and NOTIFY venue_price_ready.';
 
--- core.write_venue_price_10m(p_venue, p_rows jsonb): the same for a JSON array of row objects (the keys are
--- the table's column names; a missing key is NULL), as the collector and the internal ingest route send them.
+-- core.write_venue_price_10m(p_venue, p_rows jsonb): the same for a JSON array of row objects, as the
+-- collector and the internal ingest route send them. A row object's keys are the table's column names (a
+-- missing key is NULL): a finished row. A row with "child_candles" (a JSON array of candles as
+-- core.write_venue_candles takes them, the row's symbol applying) is a collector's bucket: its candles go
+-- into raw.venue_candles through core.write_venue_candles (an invalid one is left out, as from REST), its
+-- OHLCV, raw payload and actual child count are core.venue_price_10m_rows' of the bucket's stored
+-- candles, and the row's other keys (quality_status, data_source_mode, expected count, receive times,
+-- disconnect and gap counts, source_updated_at) replace the aggregate's REST metadata.
 CREATE OR REPLACE FUNCTION core.write_venue_price_10m(p_venue text, p_rows jsonb)
 RETURNS integer
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 AS $$
-    SELECT core.write_venue_price_10m(
-        p_venue,
-        coalesce(
-            (
-                SELECT array_agg(jsonb_populate_record(NULL::core.venue_price_10m, e.r) ORDER BY e.ord)
-                FROM jsonb_array_elements(p_rows) WITH ORDINALITY AS e (r, ord)
-            ),
-            '{}'
-        )
-    )
+DECLARE
+    v_children jsonb;
+BEGIN
+    SELECT jsonb_agg(c.candle || jsonb_build_object('symbol', e.r -> 'symbol') ORDER BY e.ord, c.ord)
+    INTO v_children
+    FROM jsonb_array_elements(p_rows) WITH ORDINALITY AS e (r, ord)
+    CROSS JOIN LATERAL jsonb_array_elements(e.r -> 'child_candles') WITH ORDINALITY AS c (candle, ord)
+    WHERE jsonb_typeof(e.r -> 'child_candles') = 'array';
+    IF v_children IS NOT NULL THEN
+        PERFORM core.write_venue_candles(p_venue, v_children);
+    END IF;
+
+    RETURN core.write_venue_price_10m(p_venue, ARRAY(
+        SELECT
+            CASE
+                WHEN e.r ? 'child_candles' THEN jsonb_populate_record(
+                    a, e.r - ARRAY[
+                        'child_candles', 'venue', 'open_price_usd', 'high_price_usd', 'low_price_usd',
+                        'close_price_usd', 'volume_btc', 'volume_usd', 'trade_count', 'raw_payload',
+                        'actual_child_candle_count'
+                    ]
+                )
+                ELSE jsonb_populate_record(NULL::core.venue_price_10m, e.r)
+            END
+        FROM jsonb_array_elements(p_rows) WITH ORDINALITY AS e (r, ord)
+        LEFT JOIN LATERAL core.venue_price_10m_rows(
+            p_venue, e.r ->> 'symbol', (e.r ->> 'bucket_start_utc')::timestamptz,
+            (e.r ->> 'bucket_start_utc')::timestamptz
+        ) AS a ON e.r ? 'child_candles'
+        ORDER BY e.ord
+    ));
+END
 $$;
-COMMENT ON FUNCTION core.write_venue_price_10m(text, jsonb) IS 'core.write_venue_price_10m for a JSON array of finished 10m rows (collector, internal ingest route).';
+COMMENT ON FUNCTION core.write_venue_price_10m(text, jsonb) IS 'core.write_venue_price_10m for a JSON array of finished rows or collector buckets with their child candles (collector, internal ingest route).';

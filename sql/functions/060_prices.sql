@@ -84,11 +84,10 @@ $$;
 -- core.venue_price_10m (every venue table as one relation): 055_venue_rows.sql.
 
 -- core.build_venue_price_10m(p_venue, p_symbol, p_from, p_to, p_move_checkpoint)
--- Builds core.<venue>_price_10m for buckets in [p_from, p_to] from raw.venue_candles, set-based:
--- a bucket gets a row only where the venue has child candles in it (sparse, never a fake row);
--- open = first child's open, close = last child's close, high = max, low = min, volumes and trade
--- counts summed; expected/actual child counts and quality_status ('complete' when every child is
--- there, else 'partial') kept as quality metadata; written by core.write_venue_price_10m (the one writer:
+-- Builds core.<venue>_price_10m for buckets in [p_from, p_to] from raw.venue_candles, set-based: the rows
+-- of core.venue_price_10m_rows (a row only where the venue has child candles, sparse, never a fake row;
+-- open of the first child, close of the last, max, min, sums; expected/actual child counts and
+-- quality_status 'complete' or 'partial'), written by core.write_venue_price_10m (the one writer:
 -- rows written from other modes, a collector's websocket rows or pushes, are replaced only by a complete
 -- REST bucket; the composer is rewound and NOTIFY venue_price_ready sent).
 -- With p_move_checkpoint, btc_price_source_<market>:10m moves to the last complete bucket written (the
@@ -113,47 +112,10 @@ BEGIN
         RAISE EXCEPTION 'unknown price venue %', p_venue USING ERRCODE = '22023';
     END IF;
 
-    -- The rows go through the one writer (validity, precedence, composer rewind, NOTIFY).
+    -- The one aggregate (core.venue_price_10m_rows) through the one writer (validity, precedence, composer
+    -- rewind, NOTIFY).
     v_rows := core.write_venue_price_10m(p_venue, ARRAY(
-        WITH children AS (
-            SELECT
-                core.bucket_10m(c.open_time) AS bucket_start_utc,
-                c.*
-            FROM raw.venue_candles AS c
-            WHERE c.venue = p_venue AND c.symbol = p_symbol
-              AND c.open_time >= core.bucket_10m(p_from)
-              AND c.open_time < core.bucket_10m(p_to) + INTERVAL '10 minutes'
-        ),
-
-        buckets AS (
-            SELECT
-                ch.bucket_start_utc,
-                (array_agg(ch.open_price ORDER BY ch.open_time))[1] AS open_price,
-                max(ch.high_price) AS high_price,
-                min(ch.low_price) AS low_price,
-                (array_agg(ch.close_price ORDER BY ch.open_time DESC))[1] AS close_price,
-                sum(ch.volume_base) AS volume_base,
-                sum(ch.volume_quote) AS volume_quote,
-                sum(ch.trade_count) AS trade_count,
-                jsonb_agg(ch.raw_payload ORDER BY ch.open_time) AS raw_payload,
-                max(ch.loaded_at) AS loaded_at,
-                min(ch.loaded_at) AS first_loaded_at,
-                600 / min(ch.interval_sec) AS expected,
-                count(*)::integer AS actual
-            FROM children AS ch
-            GROUP BY ch.bucket_start_utc
-        )
-
-        SELECT
-            ROW(
-                p_venue, b.bucket_start_utc, p_symbol, b.open_price, b.high_price, b.low_price, b.close_price,
-                b.volume_base, b.volume_quote, b.trade_count, b.raw_payload, b.loaded_at,
-                CASE WHEN b.actual >= b.expected THEN 'complete' ELSE 'partial' END,
-                'rest_child_candles', b.expected, b.actual, b.first_loaded_at, b.loaded_at, 0,
-                greatest(b.expected - b.actual, 0)
-            )::core.venue_price_10m
-        FROM buckets AS b
-        ORDER BY b.bucket_start_utc
+        SELECT r FROM core.venue_price_10m_rows(p_venue, p_symbol, p_from, p_to) AS r
     ));
 
     IF p_move_checkpoint THEN
