@@ -147,6 +147,7 @@ AS $$
     SELECT replace(replace(k.component, '_', '\_'), '%s', '%') FROM core.checkpoint_keys() AS k WHERE k.stage = p_stage
 $$;
 
+-- api fields of core.sync_checkpoints: *
 -- core.set_checkpoint: upsert one checkpoint with its new position, status ok (a checkpoint is ok or
 -- error: core.checkpoint_error).
 -- Call it inside the transaction of the write it describes. Re-runnable.
@@ -172,6 +173,7 @@ AS $$
         updated_at = excluded.updated_at
 $$;
 
+-- api fields of core.sync_checkpoints: error_message
 -- core.checkpoint_error: mark a checkpoint as failed with a message, keeping its position
 -- (the last safe height/bucket). Run it in its own transaction after the failed one rolled back.
 CREATE OR REPLACE FUNCTION core.checkpoint_error(

@@ -298,6 +298,7 @@ AS $$
 $$;
 COMMENT ON FUNCTION core.btc_coin_age_complete_from() IS 'Lowest height from which coin-age metrics are complete (NULL: not stored from genesis).';
 
+-- api fields of core.btc_primitive_10m: utxo_size_inc_bytes_10m=utxo_size_inc_bytes
 -- core.btc_primitive_10m_utxo(p_start, p_target, p_top_height): per 10m bucket with a counted block (the
 -- blocks of core.btc_primitive_10m_blocks: genesis counts in no flow), the summed utxo_size_inc_bytes of its
 -- blocks; NULL when one of them is unknown. Read by core.btc_primitive_10m_rows (040).

@@ -111,6 +111,16 @@ AS $$
 $$;
 COMMENT ON FUNCTION core.btc_primitive_10m_blocks(timestamptz, timestamptz, bigint) IS 'Blocks counted in the flows of a 10m window, with their fee facts sums.';
 
+-- api fields of core.btc_primitive_10m: block_count, issued_sat_10m=issued_sat, fees_sat_10m=fee_sat,
+--     total_fee_sat_10m=fee_sat, miner_revenue_sat_10m=miner_revenue_sat, total_out_sat_10m=total_out_sat,
+--     transferred_sat_10m=transferred_sat, tx_count_10m=tx_count, non_coinbase_tx_count_10m=non_coinbase_tx_count,
+--     input_count_10m=input_count, output_count_10m=output_count, segwit_tx_count_10m=segwit_tx_count,
+--     block_size_total_bytes_10m=block_size_bytes, block_weight_total_wu_10m=block_weight_wu,
+--     block_vsize_total_vb_10m=block_vsize_vb, tx_size_total_bytes_10m=tx_size_bytes,
+--     tx_vsize_total_vb_10m=tx_vsize_vb, sw_total_size_bytes_10m=sw_size_bytes, sw_total_weight_wu_10m=sw_weight_wu,
+--     created_output_count_10m=output_count, spent_output_count_10m=input_count,
+--     fee_observed_tx_count_10m=fee_obs_n, fee_observed_sat_10m=fee_obs_sat,
+--     fee_observed_vsize_vb_10m=fee_obs_vsize_vb
 -- core.btc_primitive_10m_flows(p_start, p_target, p_top_height): per bucket with a counted block, the
 -- sums of its blocks' facts (block count, issuance, fees, sizes, counts, fee observations). Buckets
 -- without one have no row (the rows part writes 0 there).
@@ -173,6 +183,14 @@ AS $$
 $$;
 COMMENT ON FUNCTION core.btc_primitive_10m_flows(timestamptz, timestamptz, bigint) IS 'Flow sums per 10m bucket of a build window, from per-block facts.';
 
+-- api fields of core.btc_primitive_10m: block_interval_count_10m=interval_n,
+--     block_interval_sum_sec_10m=interval_total_sec, block_interval_median_sec_10m=interval_median_sec,
+--     median_fee_sat_10m=median_fee_sat, median_feerate_sat_vb_10m=median_feerate_sat_vb,
+--     min_feerate_sat_vb_10m=min_feerate_sat_vb, max_feerate_sat_vb_10m=max_feerate_sat_vb,
+--     fee_p10_sat_10m=fee_p10_sat, fee_p25_sat_10m=fee_p25_sat, fee_p75_sat_10m=fee_p75_sat,
+--     fee_p90_sat_10m=fee_p90_sat, feerate_p10_sat_vb_10m=feerate_p10_sat_vb,
+--     feerate_p25_sat_vb_10m=feerate_p25_sat_vb, feerate_p75_sat_vb_10m=feerate_p75_sat_vb,
+--     feerate_p90_sat_vb_10m=feerate_p90_sat_vb
 -- core.btc_primitive_10m_statistics(p_start, p_target, p_top_height): per bucket with a counted block,
 --   block intervals: between consecutive blocks of the bucket by header time (count, sum, exact median:
 --   mean of the lower and upper middle value);
@@ -288,6 +306,7 @@ AS $$
 $$;
 COMMENT ON FUNCTION core.btc_primitive_10m_statistics(timestamptz, timestamptz, bigint) IS 'Block-interval and fee statistics per 10m bucket of a build window, from per-block facts.';
 
+-- api fields of core.btc_primitive_10m: *
 -- core.btc_primitive_10m_rows(p_start, p_target, p_top_height, p_seed_height): the rows of
 -- core.btc_primitive_10m for every bucket p_start..p_target (in the table's column order): flows summed
 -- (0 when empty), state carried forward from the last block at or before the bucket (p_seed_height
@@ -603,6 +622,8 @@ $$;
 -- Price fields of the backbone
 -- ---------------------------------------------------------------------------------------------------------
 
+-- api fields of core.btc_primitive_10m: open_price_usd, high_price_usd, low_price_usd, close_price_usd,
+--     market_cap_usd
 -- core.set_primitive_10m_prices(p_from, p_to): the one writer of core.btc_primitive_10m's price columns.
 -- Every backbone row of buckets p_from..p_to gets open/high/low/close_price_usd of the canonical price
 -- core.mq_btc_price_10m of its bucket (NULL when it has none) and market_cap_usd = core.market_cap_usd(
@@ -649,6 +670,8 @@ COMMENT ON FUNCTION core.set_primitive_10m_prices(timestamptz, timestamptz) IS '
 -- Block span and hash rate estimates (the seed's backbone columns, revision 0009)
 -- ---------------------------------------------------------------------------------------------------------
 
+-- api fields of core.btc_primitive_10m: first_height, last_height, first_block_time_utc, last_block_time_utc,
+--     hashrate_est_last, hashrate_est_mean_10m
 -- core.btc_primitive_10m_block_span(p_start, p_target, p_top_height): per bucket with a counted block
 -- (the blocks of core.btc_primitive_10m_blocks: the genesis block is state only), the heights of its first
 -- and last block, their header times (block_time of the lowest and of the highest height: header times

@@ -1,5 +1,6 @@
 -- Price lane: registry seed, sparse venue 10m rows from child candles, the canonical composer.
 
+-- api fields of core.mq_price_source_registry: *
 -- core.seed_price_source_registry(p_reset_source): insert the default markets: the six venues' BTC
 -- markets (enabled) and their stablecoin/USD markets (disabled until an operator enables them: they feed
 -- the USDT/USD and USDC/USD rate, see core.stablecoin_usd_rate_10m). Re-seeding keeps every edit of
@@ -273,6 +274,7 @@ AS $$
     SELECT 0.5
 $$;
 
+-- api fields of core.mq_btc_price_10m: *
 -- core.btc_price_composition_10m(p_method, p_from, p_to, p_max_deviation, p_min_coverage, p_convert):
 -- the canonical price of every bucket in [p_from, p_to] that has a candidate market, computed and not
 -- stored (core.compose_btc_price_10m stores it; the API's method comparison reads it). Candidates: the
@@ -651,6 +653,7 @@ AS $$
 $$;
 COMMENT ON FUNCTION core.btc_price_composition_10m(text, timestamptz, timestamptz, numeric, numeric, boolean) IS 'The canonical price of a bucket range by one method, with provenance (computed, not stored).';
 
+-- api fields of core.mq_btc_price_10m: bucket_start_utc, composition_method
 -- core.compose_btc_price_10m(p_method, p_from, p_to, p_max_deviation, p_min_coverage)
 -- Composes the canonical price core.mq_btc_price_10m for every timeline bucket in [from, to], set-based:
 --   timeline = the buckets of core.btc_primitive_10m when it has rows (timeline-complete against the

@@ -97,6 +97,7 @@ COMMENT ON VIEW core.btc_priced_periods IS 'Backbone periods (10m/1h/24h) with t
 -- writes one row per backbone period in [p_from, p_to] into core.<p_output> (UPSERT) and returns
 -- the number of rows. Re-running a range yields identical rows. core.run_metric calls them.
 
+-- api fields of core.btc_market_cap_{10m,1h,24h}: *
 -- core.metric_market_cap_usd: supply at the period's end x the period's close.
 CREATE OR REPLACE FUNCTION core.metric_market_cap_usd(
     p_interval text, p_from timestamptz, p_to timestamptz, p_output text
@@ -127,6 +128,7 @@ END
 $$;
 COMMENT ON FUNCTION core.metric_market_cap_usd(text, timestamptz, timestamptz, text) IS 'market_cap_usd = supply_total_sat / 1e8 x close of the period.';
 
+-- api fields of core.btc_nvt_{10m,1h,24h}: *
 -- core.metric_nvt_raw: market cap (from the market_cap_usd metric of the same interval: the table
 -- metric_registry names as its output) over the USD value transferred in the period
 -- (transferred_sat / 1e8 x close). NULL when nothing was transferred or there is no price.
@@ -182,6 +184,7 @@ END
 $$;
 COMMENT ON FUNCTION core.metric_nvt_raw(text, timestamptz, timestamptz, text) IS 'nvt_raw = market_cap_usd / (transferred_sat / 1e8 x close) per period.';
 
+-- api fields of core.btc_miner_revenue_{10m,1h,24h}: *
 -- core.metric_miner_revenue: what miners earned in the period, split into subsidy (issued) and fees,
 -- in sat and USD, and the fee share of revenue (NULL when revenue is 0).
 CREATE OR REPLACE FUNCTION core.metric_miner_revenue(
@@ -228,6 +231,7 @@ END
 $$;
 COMMENT ON FUNCTION core.metric_miner_revenue(text, timestamptz, timestamptz, text) IS 'Miner revenue per period: subsidy vs fees, sat and USD, fee share.';
 
+-- api fields of core.btc_fee_metrics_{10m,1h,24h}: *
 -- core.metric_fee_metrics: fees of the period's non-coinbase transactions. Total and mean from the
 -- backbone (fees include the coinbase fallback where a block's fees were unknown); the exact median
 -- fee, median feerate and the fee / feerate percentiles p10, p25, p75, p90 (rules: core.btc_fee_stats,
@@ -352,6 +356,7 @@ END
 $$;
 COMMENT ON FUNCTION core.metric_fee_metrics(text, timestamptz, timestamptz, text) IS 'Fee totals, means, exact medians and percentiles (from per-block fee facts) and feerates per period, sat and USD.';
 
+-- api fields of core.btc_hash_rate_{10m,1h,24h}: *
 -- core.metric_hash_rate: hash rate implied by the blocks of the period: the expected hashes of each
 -- block (difficulty x 2^32) summed, over the period's seconds (H/s; EH/s beside it), and the mean
 -- difficulty of those blocks. NULL when the period has no block (no observation, not zero hashing).
@@ -425,6 +430,7 @@ AS $$
     )
 $$;
 
+-- api fields of core.metric_registry: *
 -- core.seed_metric_registry(p_reset): the seeded metrics at 10m, 1h and 24h. Re-seeding inserts what
 -- is missing and keeps every edit; p_reset = '<metric_name>' (or 'all') restores defaults. Returns
 -- the rows inserted or reset.

@@ -8,6 +8,9 @@ COMMENT ON VIEW api.btc_primitive_10m IS 'The continuous 10m on-chain backbone (
 -- The 1h/24h backbone: the chain rollups with the price of the same period joined from the price rollups
 -- (their close is the one close of the interval) and market_cap_usd = core.market_cap_usd(supply at the
 -- period's end, that close). NULL prices where the period has none.
+-- api fields of core.btc_primitive_1h by sql/aggregates/050_btc_primitive_1h_v2.sql: *
+-- api fields of api.btc_primitive_1h by sql/aggregates/050_btc_primitive_1h_v2.sql: bucket_start_utc
+-- api fields of api.btc_primitive_1h: market_cap_usd
 CREATE OR REPLACE VIEW api.btc_primitive_1h AS
 SELECT
     h.*,
@@ -20,6 +23,9 @@ FROM core.btc_primitive_1h AS h
 LEFT JOIN core.mq_btc_price_1h AS m ON h.bucket_start_utc = m.bucket_start_utc;
 COMMENT ON VIEW api.btc_primitive_1h IS 'Hourly rollup of btc_primitive_10m: flows summed, states of the last 10m bucket, means from summed parts; prices from mq_btc_price_1h.';
 
+-- api fields of core.btc_primitive_24h by sql/aggregates/060_btc_primitive_24h_v2.sql: *
+-- api fields of api.btc_primitive_24h by sql/aggregates/060_btc_primitive_24h_v2.sql: bucket_start_utc
+-- api fields of api.btc_primitive_24h: market_cap_usd
 CREATE OR REPLACE VIEW api.btc_primitive_24h AS
 SELECT
     d.*,
@@ -50,10 +56,12 @@ SELECT
 FROM core.mq_btc_price_10m AS m;
 COMMENT ON VIEW api.btc_price_canonical_10m IS 'Canonical BTC/USD per 10m bucket; NULL prices with source_count 0 where no venue traded; provenance: contributing_sources (quote, usd_rate, weight, close, close_usd), excluded_sources (reason), usd_rates.';
 
+-- api fields of core.mq_btc_price_1h by sql/aggregates/030_mq_btc_price_1h.sql: *
 CREATE OR REPLACE VIEW api.btc_price_canonical_1h AS
 SELECT * FROM core.mq_btc_price_1h;
 COMMENT ON VIEW api.btc_price_canonical_1h IS 'Hourly rollup of the canonical price (open first, close last priced bucket).';
 
+-- api fields of core.mq_btc_price_24h by sql/aggregates/040_mq_btc_price_24h.sql: *
 CREATE OR REPLACE VIEW api.btc_price_canonical_24h AS
 SELECT * FROM core.mq_btc_price_24h;
 COMMENT ON VIEW api.btc_price_canonical_24h IS 'Daily (UTC) rollup of the canonical price.';
@@ -99,6 +107,8 @@ CREATE OR REPLACE VIEW api.btc_hash_rate_10m AS SELECT * FROM core.btc_hash_rate
 CREATE OR REPLACE VIEW api.btc_hash_rate_1h AS SELECT * FROM core.btc_hash_rate_1h;
 CREATE OR REPLACE VIEW api.btc_hash_rate_24h AS SELECT * FROM core.btc_hash_rate_24h;
 
+-- api fields of api.metric_registry: chain
+-- api fields of api.metric_registry by core.seed_metric_registry: interval
 CREATE OR REPLACE VIEW api.metric_registry AS
 SELECT
     r.metric_name,
@@ -156,6 +166,8 @@ SELECT
 FROM core.sync_checkpoints AS c;
 COMMENT ON VIEW api.checkpoints IS 'Every stage''s progress (chain, component, interval).';
 
+-- api fields of api.lane_status: lane, last_heartbeat, heartbeat_age_sec, stale
+-- api fields of api.lane_status by core.lane_heartbeat: status, error_message
 -- Lanes heartbeat into worker_<lane>:heartbeat; a lane is stale after core.lane_stale_after() without one.
 CREATE OR REPLACE VIEW api.lane_status AS
 SELECT
@@ -248,6 +260,8 @@ GRANT EXECUTE ON FUNCTION core.timescaledb_job_runs() TO mqnode_reader;
 COMMENT ON FUNCTION core.timescaledb_job_runs() IS
 'TimescaleDB''s jobs of this database (ids >= 1000) with their run statistics and latest error; none on plain PostgreSQL.';
 
+-- api fields of api.timescaledb_jobs by core.timescaledb_job_runs: *
+-- api fields of api.timescaledb_jobs: health
 -- One row per TimescaleDB job (none on plain PostgreSQL). health:
 --   failing = its last run failed (last_error_message says why);
 --   stale   = no successful finish within 2 x schedule_interval + 10 minutes; a job that never succeeded
@@ -284,6 +298,7 @@ FROM core.timescaledb_job_runs() AS r;
 COMMENT ON VIEW api.timescaledb_jobs IS
 'TimescaleDB policy and user jobs: last run, status, latest error, health (ok | failing | stale); no rows on plain PostgreSQL.';
 
+-- api fields of api.btc_health: *
 -- api.btc_health: one row, what /api/v1/btc/health reports.
 CREATE OR REPLACE VIEW api.btc_health AS
 WITH cp AS (
