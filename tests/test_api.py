@@ -304,8 +304,8 @@ def test_not_found(client, populated):
     response = client.get("/api/v1/btc/price/venues/kraken")
     assert response.status_code == 404 and "unknown venue 'kraken'" in response.json()["detail"]
     assert "bitstamp, coinbase, bybit, binance, okx, bitfinex" in response.json()["detail"]
-    response = client.get("/api/v1/btc/metrics/sopr")
-    assert response.status_code == 404 and "unknown metric 'sopr'" in response.json()["detail"]
+    response = client.get("/api/v1/btc/metrics/thermocap")
+    assert response.status_code == 404 and "unknown metric 'thermocap'" in response.json()["detail"]
     with psycopg.connect(populated) as conn:
         conn.execute("DELETE FROM core.metric_registry WHERE metric_name = 'hash_rate' AND \"interval\" = '1h'")
     response = client.get("/api/v1/btc/metrics/hash_rate", params={"interval": "1h"})

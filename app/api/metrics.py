@@ -29,8 +29,21 @@ from app.api.pages import (
     read_page,
 )
 
-# The seeded metrics (core.seed_metric_registry), for the OpenAPI document; the registry is the authority.
-METRIC_EXAMPLES = ("nvt_raw", "market_cap_usd", "miner_revenue", "fee_metrics", "hash_rate", "nvt")
+# The seeded metrics (core.seed_metric_registry, with core.seed_coin_age_metric_registry's), for the OpenAPI
+# document; the registry is the authority.
+METRIC_EXAMPLES = (
+    "nvt_raw",
+    "market_cap_usd",
+    "miner_revenue",
+    "fee_metrics",
+    "hash_rate",
+    "nvt",
+    "realized_cap",
+    "sopr",
+    "coin_days_destroyed",
+    "supply_age_bands",
+    "holder_supply",
+)
 
 REGISTRY_QUERY = """
 SELECT
