@@ -248,7 +248,6 @@ $$;
 COMMENT ON FUNCTION core.venue_price_10m_rows(text, text, timestamptz, timestamptz) IS 'The one aggregate of child candles into sparse 10m venue rows (REST builds and collector buckets).';
 
 -- api fields of core.venue_price_10m: *
--- api fields of core.venue_price_10m: *
 -- core.write_venue_price_10m(p_venue, p_rows): the one writer of core.<venue>_price_10m. p_rows: finished
 -- 10m rows (the venue column of the row type is ignored: p_venue names the table), from REST child candles
 -- (core.build_venue_price_10m) or from a collector (locally or through the internal ingest route).
@@ -344,7 +343,7 @@ BEGIN
 
     IF v_rows > 0 THEN
         -- The canonical price of these buckets must be composed again.
-        PERFORM core.rewind_checkpoints(ARRAY['btc\_price\_canonical\_composer'], v_from);
+        PERFORM core.rewind_checkpoints(ARRAY[core.checkpoint_pattern('price_composer')], v_from);
         PERFORM pg_notify('venue_price_ready', json_build_object(
             'venue', p_venue, 'from_bucket', v_from, 'to_bucket', v_to, 'rows', v_rows
         )::text);
