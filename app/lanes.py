@@ -79,7 +79,7 @@ class Lane:
     database_url: str | None
     step: Callable[[psycopg.Connection], bool]
     channels: Sequence[str] = ()
-    interval_sec: float = 30.0
+    interval_sec: float = Settings.lane_interval_sec
     error_backoff_sec: float = Settings.lane_error_backoff_sec
     max_backoff_sec: float = Settings.lane_max_backoff_sec
     autocommit: bool = False  # for steps that must run outside a transaction block

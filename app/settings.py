@@ -144,6 +144,20 @@ class Settings:
         default=30.0,
         metadata={"env": "MQNODE_RUN_GRACE_SEC", "doc": "how long `mqnode run` waits for lanes to stop before killing"},
     )
+    run_restart_backoff_sec: float = field(
+        default=1.0,
+        metadata={
+            "env": "MQNODE_RUN_RESTART_BACKOFF_SEC",
+            "doc": "`mqnode run`: first delay before a lane that exited is started again; doubles per exit",
+        },
+    )
+    run_max_restart_backoff_sec: float = field(
+        default=60.0,
+        metadata={
+            "env": "MQNODE_RUN_MAX_RESTART_BACKOFF_SEC",
+            "doc": "longest restart delay; a lane that ran longer than this starts over at the first delay",
+        },
+    )
     lane_interval_sec: float = field(
         default=60.0,
         metadata={

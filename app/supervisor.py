@@ -10,8 +10,8 @@ Lanes (MQNODE_RUN_LANES picks them; all but the collector by default):
   collector       mqnode collector binance          (opt-in) the Binance WebSocket speed lane
 Every lane heartbeats into worker_<lane>:heartbeat itself; the supervisor does it for the API by asking
 its /health, as often as core.lane_heartbeat_interval(). A lane that exits (crash, SIGKILL) is restarted
-after a backoff that doubles up to a minute (reset after a minute of running), and the exit is recorded in
-its heartbeat. SIGTERM/SIGINT: every lane
+after a backoff that doubles from MQNODE_RUN_RESTART_BACKOFF_SEC up to MQNODE_RUN_MAX_RESTART_BACKOFF_SEC
+(back to the first after a run longer than that), and the exit is recorded in its heartbeat. SIGTERM/SIGINT: every lane
 gets SIGTERM, finishes the step it is in (a batch is one transaction) and exits; stragglers are killed
 after the grace period. Child output is passed through, each line prefixed with its lane.
 """
@@ -65,7 +65,7 @@ class LaneProcess:
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     restart_at: float = 0.0
-    backoff_sec: float = 1.0
+    backoff_sec: float = Settings.run_restart_backoff_sec
     restarts: int = 0
     readers: list[threading.Thread] = field(default_factory=list)
 
@@ -79,16 +79,17 @@ class Supervisor:
         database_url: str,
         settings: Settings,
         env: dict[str, str] | None = None,
-        grace_sec: float = 30.0,
-        max_backoff_sec: float = 60.0,
+        grace_sec: float | None = None,
+        max_backoff_sec: float | None = None,
         out: Callable[[str], None] | None = None,
     ):
         self.database_url = database_url
         self.settings = settings
-        self.grace_sec = grace_sec
-        self.max_backoff_sec = max_backoff_sec
+        self.grace_sec = settings.run_grace_sec if grace_sec is None else grace_sec
+        self.first_backoff_sec = settings.run_restart_backoff_sec
+        self.max_backoff_sec = settings.run_max_restart_backoff_sec if max_backoff_sec is None else max_backoff_sec
         self.env = {**os.environ, **(env or {}), "MQNODE_DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
-        self.lanes = [LaneProcess(name, LANE_COMMANDS[name]) for name in lanes]
+        self.lanes = [LaneProcess(name, LANE_COMMANDS[name], backoff_sec=self.first_backoff_sec) for name in lanes]
         self.stop_event = threading.Event()
         self.out = out or (lambda line: print(line, flush=True))
         self.api_url = f"http://{_connectable(settings.api_host)}:{settings.api_port}/health"
@@ -133,8 +134,8 @@ class Supervisor:
         if code is None:
             return
         ran = now - lane.started_at
-        if ran > 60:
-            lane.backoff_sec = 1.0
+        if ran > self.max_backoff_sec:
+            lane.backoff_sec = self.first_backoff_sec
         message = (
             f"lane exited with code {code} after {ran:.0f}s; restart #{lane.restarts + 1} in {lane.backoff_sec:.0f}s"
         )
