@@ -28,7 +28,7 @@ DASHBOARD_DIR = ROOT / "deploy" / "grafana" / "dashboards"
 PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
 DATASOURCE_FILE = PROVISIONING / "datasources" / "mqnode.yaml"
 PROVIDER_FILE = PROVISIONING / "dashboards" / "mqnode.yaml"
-API_VIEWS_SQL = ROOT / "sql" / "functions" / "090_api_views.sql"
+API_VIEWS_SQL = sorted((ROOT / "sql" / "functions").glob("09*_api_*.sql"))  # 090 and 092 (coin age)
 READER_ROLE = "mqnode_reader"
 
 # tests.pipeline's chain and prices span 2024-01-01 00:00 .. 2024-01-03 ~03:00 UTC.
@@ -322,14 +322,14 @@ def test_dashboard_provider_and_mounts_point_at_the_dashboard_files():
     assert (DASHBOARD_DIR / home.rsplit("/", 1)[1]).exists(), home
 
 
-API_VIEWS = set(re.findall(r"CREATE OR REPLACE VIEW (api\.\w+)", API_VIEWS_SQL.read_text()))
+API_VIEWS = {v for f in API_VIEWS_SQL for v in re.findall(r"CREATE OR REPLACE VIEW (api\.\w+)", f.read_text())}
 _RELATION = re.compile(r"(?<!epoch )\b(?:from|join)\s+([a-z_][\w.]*)(?!\s*\()", re.IGNORECASE)
 _CTE = re.compile(r"\b(\w+)\s+AS\s+(?:MATERIALIZED\s+)?\(", re.IGNORECASE)
 
 
 def test_dashboards_are_well_formed_and_read_only_api_views():
     boards = load_dashboards()
-    wanted = {"chain-activity", "fees", "supply-issuance", "prices", "valuation", "pipeline-health"}
+    wanted = {"chain-activity", "fees", "supply-issuance", "prices", "valuation", "pipeline-health", "coin-age"}
     assert {name.removesuffix(".json") for name in boards} == wanted
     assert len({b["uid"] for b in boards.values()}) == len(boards)
     uid = datasource()["uid"]
@@ -416,6 +416,8 @@ def test_every_panel_query_runs_as_the_reader_and_returns_rows(db_url):
         problems: list[str] = []
         checked: dict[str, str | None] = {}
         for q in dashboard_queries():
+            if q.dashboard == COIN_AGE_DASHBOARD:
+                continue  # tests.pipeline's chain has no prevouts: checked on the early chain below
             for values, interval, timescaledb in itertools.product(
                 _variable_combinations(q.variables), INTERVALS, (True, False)
             ):
@@ -434,7 +436,9 @@ def test_every_panel_query_runs_as_the_reader_and_returns_rows(db_url):
     assert len(checked) > 100  # the combinations really were expanded
 
 
-def _run_as_reader(conn: psycopg.Connection, q: Query, sql: str, may_be_empty: bool = False) -> str | None:
+def _run_as_reader(
+    conn: psycopg.Connection, q: Query, sql: str, may_be_empty: bool = False, columns_seen: dict | None = None
+) -> str | None:
     try:
         with conn.transaction(force_rollback=True):
             conn.execute(f"SET LOCAL ROLE {READER_ROLE}")
@@ -443,7 +447,74 @@ def _run_as_reader(conn: psycopg.Connection, q: Query, sql: str, may_be_empty: b
             rows = cur.fetchall()
     except psycopg.Error as exc:
         return f"{type(exc).__name__}: {exc}"
+    if columns_seen is not None:
+        columns_seen[(q.panel, q.ref_id)] = columns
     return _problem(q, columns, rows, may_be_empty)
+
+
+# --- The coin-age dashboard on a chain with prevouts ----------------------------------------------------
+
+COIN_AGE_DASHBOARD = "coin-age.json"
+# The early mainnet chain (tests/test_coin_age.py: sim-node raw blocks 0-438, a fixed daily close) spans
+# 2009-01-03 .. 2009-01-15.
+EARLY_FROM = datetime(2009, 1, 3, tzinfo=UTC)
+EARLY_TO = datetime(2009, 1, 16, tzinfo=UTC)
+HODL_BANDS = ("< 1d", "1d-1w", "1w-1m", "1-3m", "3-6m", "6-12m", "1-2y", "2-3y", "3-5y", "5-7y", "7-10y", "> 10y")
+# What each panel must return for Grafana: its time column (time series) and the series it draws, by name.
+COIN_AGE_COLUMNS = {
+    "Realized price": ["realized price (USD)"],
+    "MVRV": ["MVRV"],
+    "SOPR (last $resolution period with spends)": ["SOPR"],
+    "Long-term holder share": ["LTH share"],
+    "Realized price and price": ["time", "price (USD)", "realized price (USD)"],
+    "MVRV and NUPL": ["time", "MVRV", "NUPL"],
+    "HODL waves (share of supply by coin age)": ["time", *HODL_BANDS],
+    "SOPR and adjusted SOPR": ["time", "SOPR", "adjusted SOPR"],
+    "Realized profit and loss (USD)": ["time", "realized profit", "realized loss"],
+    "Coin days destroyed": ["time", "coin days destroyed", "dormancy (days)"],
+    "Long- and short-term holder supply (BTC)": ["time", "long-term holders", "short-term holders"],
+}
+
+
+def test_coin_age_panels_run_as_the_reader_and_return_their_series(db_url, early_node):
+    """Every coin-age panel query, expanded as Grafana does for each resolution, $__interval and both
+    $__timeGroup forms, over the early mainnet chain with prevouts and a fixed price: it runs as the reader,
+    returns the columns its panel draws, sorted time and a value; the HODL waves' bands add up to the whole."""
+    from tests.test_coin_age import ingest, price_and_run_metrics
+
+    ingest(db_url, early_node)
+    price_and_run_metrics(db_url)
+    queries = [q for q in dashboard_queries() if q.dashboard == COIN_AGE_DASHBOARD]
+    assert {q.panel for q in queries} == set(COIN_AGE_COLUMNS)
+    problems: list[str] = []
+    checked: dict[str, str | None] = {}
+    columns_seen: dict[tuple[str, str], list[str]] = {}
+    with psycopg.connect(db_url) as conn:
+        for q in queries:
+            for values, interval, timescaledb in itertools.product(
+                _variable_combinations(q.variables), INTERVALS, (True, False)
+            ):
+                where = f"{q.panel} / {q.ref_id} {values} $__interval={format_interval(interval)}"
+                try:
+                    sql = expand(q.raw_sql, values, interval, timescaledb, EARLY_FROM, EARLY_TO)
+                except MacroError as exc:
+                    problems.append(f"{where}: {exc}")
+                    continue
+                if sql not in checked:
+                    checked[sql] = _run_as_reader(conn, q, sql, columns_seen=columns_seen)
+                if checked[sql]:
+                    problems.append(f"{where}: {checked[sql]}\n{sql}")
+                elif columns_seen[(q.panel, q.ref_id)] != COIN_AGE_COLUMNS[q.panel]:
+                    problems.append(f"{where}: columns {columns_seen[(q.panel, q.ref_id)]}")
+        assert not problems, "\n\n".join(problems)
+        (hodl,) = [q for q in queries if q.panel.startswith("HODL waves")]
+        with conn.transaction(force_rollback=True):
+            conn.execute(f"SET LOCAL ROLE {READER_ROLE}")
+            rows = conn.execute(expand(hodl.raw_sql, {}, INTERVALS[0], True, EARLY_FROM, EARLY_TO)).fetchall()
+    known = [r for r in rows if r[1] is not None]
+    assert len(known) >= 5  # 2009-01-09 .. 15 (the chain resumes after the genesis day)
+    assert all(abs(sum(r[1:]) - 1) <= Decimal("1e-7") for r in known)
+    assert any(r[2] > 0 for r in known)  # coins older than a day: the waves really move
 
 
 def test_dashboard_files_are_stably_formatted():
