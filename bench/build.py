@@ -52,12 +52,11 @@ FROM (
 
 # Feerate r sat/vB from a hash of (height, index): 1 + 300 u^3 (u uniform in [0, 1)), fee = r x vsize.
 GENERATE_TXS = """
-INSERT INTO raw.btc_tx_raw (height, event_time, tx_index, txid, size, vsize, weight, is_coinbase, is_segwit,
+INSERT INTO raw.btc_tx_raw (height, tx_index, txid, size, vsize, weight, is_coinbase, is_segwit,
                             input_count, output_count, output_value_sat, fee_sat)
 SELECT b.height,
-       b.median_time,
        i,
-       md5(b.height::text || ':' || i::text) || md5(i::text || ':' || b.height::text),
+       decode(md5(b.height::text || ':' || i::text) || md5(i::text || ':' || b.height::text), 'hex'),
        250 + (i * 37) %% 400,
        180 + (i * 37) %% 300,
        4 * (180 + (i * 37) %% 300) - (i %% 4),

@@ -76,9 +76,8 @@ def insert_blocks(conn: psycopg.Connection, blocks: list[Block]) -> None:
             rows = [
                 (
                     b.height,
-                    b.median_time,
                     0,
-                    fake_hash(f"cb-{b.branch}-{b.height}"),
+                    bytes.fromhex(fake_hash(f"cb-{b.branch}-{b.height}")),
                     150,
                     150,
                     600,
@@ -94,9 +93,8 @@ def insert_blocks(conn: psycopg.Connection, blocks: list[Block]) -> None:
                 rows.append(
                     (
                         b.height,
-                        b.median_time,
                         i,
-                        fake_hash(f"tx-{b.branch}-{b.height}-{i}"),
+                        bytes.fromhex(fake_hash(f"tx-{b.branch}-{b.height}-{i}")),
                         tx.size,
                         tx.vsize,
                         tx.vsize * 4,
@@ -110,9 +108,9 @@ def insert_blocks(conn: psycopg.Connection, blocks: list[Block]) -> None:
                 )
             with conn.cursor() as cur:
                 cur.executemany(
-                    "INSERT INTO raw.btc_tx_raw (height, event_time, tx_index, txid, size, vsize, weight, is_coinbase,"
+                    "INSERT INTO raw.btc_tx_raw (height, tx_index, txid, size, vsize, weight, is_coinbase,"
                     " is_segwit, input_count, output_count, output_value_sat, fee_sat)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     rows,
                 )
         conn.execute("SELECT core.finish_block_batch(%s, %s)", (min(heights), max(heights)))

@@ -240,9 +240,9 @@ def test_batch_must_extend_the_stored_chain(db_url):
                 (stray.hash(), "e" * 64, stray.time, stray.median_time, "0" * 64, "0" * 64),
             )
             conn.execute(
-                "INSERT INTO raw.btc_tx_raw (height, event_time, tx_index, txid, size, is_coinbase, is_segwit,"
-                " input_count, output_count, output_value_sat) VALUES (2, %s, 0, %s, 100, true, false, 1, 1, 1)",
-                (stray.median_time, "d" * 64),
+                "INSERT INTO raw.btc_tx_raw (height, tx_index, txid, size, is_coinbase, is_segwit,"
+                " input_count, output_count, output_value_sat) VALUES (2, 0, %s, 100, true, false, 1, 1, 1)",
+                (bytes.fromhex("d" * 64),),
             )
             conn.execute("SELECT core.finish_block_batch(2, 2)")
         assert info.value.sqlstate == "MQ001"

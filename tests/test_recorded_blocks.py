@@ -146,6 +146,6 @@ def test_verbosity_3_and_decode_processes_give_the_same_tables(new_server_db):
     # Known until the first block that spends (height 170; before it every block has only a coinbase).
     assert backbone_v2[-1][utxo[0]] is None and backbone_v2[-1][utxo[2]] is None
     assert backbone_v3[-1][utxo[0]] is not None and backbone_v3[-1][utxo[2]] > 0
-    non_coinbase = [r for r in snapshots[0]["raw.btc_tx_raw"] if not r[7]]
+    non_coinbase = [r for r in snapshots[0]["raw.btc_tx_raw"] if not r[6]]
     # The early chain's 7 non-coinbase transactions, each with the fee the node reported (all 0 then).
-    assert [r[12] for r in non_coinbase] == [0] * 7
+    assert [r[11] for r in non_coinbase] == [0] * 7

@@ -37,7 +37,6 @@ BLOCK_COLUMNS = (
 )
 TX_COLUMNS = (
     "height",
-    "event_time",
     "tx_index",
     "txid",
     "size",
@@ -113,7 +112,18 @@ def _utc(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def _checked_tx_row(tx: Any, index: int, height: int, event_time: datetime, where: str) -> tuple:
+def _txid_bytes(txid: str, where: str) -> bytes:
+    """The txid as the 32 bytes raw.btc_tx_raw stores (the order Core prints: encode(txid, 'hex') gives it back)."""
+    try:
+        raw = bytes.fromhex(txid)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise MalformedBlockError(f"{where}: field 'txid' is not 64 hex characters")
+    return raw
+
+
+def _checked_tx_row(tx: Any, index: int, height: int, where: str) -> tuple:
     """One transaction row with every field checked; raises MalformedBlockError naming the field."""
     tx_where = f"{where} tx {index}"
     vin = _require(tx, "vin", list, tx_where)
@@ -142,9 +152,8 @@ def _checked_tx_row(tx: Any, index: int, height: int, event_time: datetime, wher
     fee_sat = None if is_coinbase or fee is None else btc_to_sat(fee, f"{tx_where} fee")
     return (
         height,
-        event_time,
         index,
-        _require(tx, "txid", str, tx_where),
+        _txid_bytes(_require(tx, "txid", str, tx_where), tx_where),
         _require(tx, "size", int, tx_where),
         _optional_int(tx, "vsize", tx_where),
         _optional_int(tx, "weight", tx_where),
@@ -199,7 +208,6 @@ def map_block(block: Any) -> MappedBlock:
         raise MalformedBlockError(f"{where}: field 'tx' holds txids only; call getblock with verbosity 2 or 3")
     block_time_s = _require(block, "time", int, where)
     median_time_s = _optional_int(block, "mediantime", where)
-    event_time = _utc(median_time_s if median_time_s is not None else block_time_s)
     difficulty = _require(block, "difficulty", (Decimal, int, float), where)
     n_tx = block.get("nTx", len(txs))
     if n_tx != len(txs):
@@ -223,9 +231,8 @@ def map_block(block: Any) -> MappedBlock:
             fee = None if is_coinbase else tx.get("fee")
             row = (
                 height,
-                event_time,
                 index,
-                tx["txid"],
+                bytes.fromhex(tx["txid"]),
                 tx["size"],
                 tx.get("vsize"),
                 tx.get("weight"),
@@ -243,18 +250,18 @@ def map_block(block: Any) -> MappedBlock:
                 type(total) is not Decimal
                 or type(kept_total) is not Decimal
                 or any(type(sc) is not str for sc in scripts)
-                or row[11] != total_sat  # not a whole number of satoshis
+                or row[10] != total_sat  # not a whole number of satoshis
                 or (values and min(values) < 0)
-                or (fee is not None and (type(fee) is not Decimal or row[12] != fee_sat or fee < 0))
+                or (fee is not None and (type(fee) is not Decimal or row[11] != fee_sat or fee < 0))
                 or is_coinbase != (index == 0)
-                or type(row[3]) is not str
-                or type(row[4]) is not int
+                or len(row[2]) != 32
+                or type(row[3]) is not int
+                or (row[4] is not None and type(row[4]) is not int)
                 or (row[5] is not None and type(row[5]) is not int)
-                or (row[6] is not None and type(row[6]) is not int)
             ):
                 raise ValueError
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError):
-            row = _checked_tx_row(tx, index, height, event_time, where)
+            row = _checked_tx_row(tx, index, height, where)
         append(row)
         if index:
             _prevout_rows(tx, height, f"{where} tx {index}", append_prevout)

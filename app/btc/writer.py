@@ -29,9 +29,8 @@ BLOCK_TYPES = (
 )
 TX_TYPES = (
     "bigint",
-    "timestamptz",
     "integer",
-    "text",
+    "bytea",
     "integer",
     "integer",
     "integer",
