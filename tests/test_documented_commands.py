@@ -821,7 +821,8 @@ ORDER = list(RUNNERS)  # also the order they run in: set-up, chain, prices, deri
 NOT_RUN = {
     "scripts/run.sh": "installs system packages (apt-get) and reinstalls .venv (scripts/setup.sh) before "
     "`exec .venv/bin/mqnode demo`; the demo is run here as `mqnode demo`, the set-up is what .ci/run does",
-    "scripts/test.sh": "it is this test suite (ruff, sqlfluff, pytest): run by .ci/run, not from inside itself",
+    "scripts/test.sh": "it is this test suite (ruff, sqlfluff, pytest in two xdist workers): run by .ci/run, not from "
+    "inside itself",
     ".ci/run": "CI's entry point: runs scripts/test.sh, this suite",
     "docker compose": "needs a Docker engine (and the compose plugin); the compose files are checked instead",
     "python -m bench.*": "benchmarks: each measures for minutes by design (docs/benchmarks.md); --help is run",
@@ -916,7 +917,7 @@ def check_not_run(key: str, inv: Invocation, world: World) -> None:
         last = [line for line in script.read_text().splitlines() if line.strip()][-1]
         expected = {
             "scripts/run.sh": 'exec .venv/bin/mqnode demo "$@"',
-            "scripts/test.sh": 'exec .venv/bin/pytest -q "$@"',
+            "scripts/test.sh": 'exec .venv/bin/pytest -q -n "${MQNODE_TEST_WORKERS:-2}" --dist loadfile "$@"',
             ".ci/run": "exec bash scripts/test.sh",
         }[key]
         if last != expected:
