@@ -53,6 +53,7 @@ AS $$
 DECLARE
     r core.rollup_registry;
     w record;
+    v_rows bigint;
 BEGIN
     SELECT * INTO r FROM core.rollup_registry AS g WHERE g.rollup_name = p_name;
     SELECT * INTO w FROM core.rollup_window(p_name);
@@ -65,6 +66,13 @@ BEGIN
         EXECUTE format('DELETE FROM core.%I WHERE bucket_start_utc >= $1 AND bucket_start_utc < $2', p_name)
         USING w.from_bucket, w.to_bucket;
         EXECUTE r.refresh_insert_sql USING w.from_bucket, w.to_bucket;
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+        -- A plain table's planner row count is its last ANALYZE's: after a refresh that wrote more rows
+        -- than that (the first one, a rebuild), analyze it, or the metrics that read it are planned for
+        -- an empty table (nested loops re-running their subqueries per row: docs/benchmarks.md).
+        IF v_rows > (SELECT greatest(c.reltuples, 0) FROM pg_class AS c WHERE c.oid = format('core.%I', p_name)::regclass) THEN
+            EXECUTE format('ANALYZE core.%I', p_name);
+        END IF;
     END IF;
 
     INSERT INTO core.sync_checkpoints AS c (chain, component, "interval", last_bucket_time, status, updated_at)
