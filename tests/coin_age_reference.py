@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 SAT = Decimal(100_000_000)
 BANDS = (
@@ -33,6 +33,11 @@ BANDS = (
     ("7y_10y", 2555),
     ("gt_10y", 3650),
 )
+
+
+def q8(value: Decimal) -> Decimal:
+    """PostgreSQL's round(x, 8): halves away from zero."""
+    return value.quantize(Decimal("0.00000001"), ROUND_HALF_UP)
 
 
 def band_of(age_days: int) -> str:
@@ -111,11 +116,11 @@ class Ledger:
 
     def cdd(self, day: date) -> Decimal:
         total = sum(o.value * (b.mtp - o.mtp) for b in self.blocks_of_day(day) for o in b.spent)
-        return (Decimal(total) / 86400 / SAT).quantize(Decimal("0.00000001"))
+        return q8(Decimal(total) / 86400 / SAT)
 
     def realized_cap(self, day: date, close) -> Decimal:
         total = sum((Decimal(o.value) * close(utc_day(o.mtp)) / SAT for o in self.day_sets[day]), Decimal(0))
-        return total.quantize(Decimal("0.00000001"))
+        return q8(total)
 
     def sopr(self, day: date, close, adjusted: bool = False) -> Decimal | None:
         spends = [(o, b) for b in self.blocks_of_day(day) for o in b.spent if not adjusted or b.mtp - o.mtp >= 3600]
@@ -123,7 +128,7 @@ class Ledger:
         realized = sum((Decimal(o.value) * close(utc_day(o.mtp)) for o, _ in spends), Decimal(0))
         if not realized:
             return None
-        return (value / realized).quantize(Decimal("0.00000001"))
+        return q8(value / realized)
 
     def realized_profit_loss(self, day: date, close) -> tuple[Decimal, Decimal]:
         profit = loss = Decimal(0)
@@ -134,8 +139,7 @@ class Ledger:
                     profit += diff
                 else:
                     loss -= diff
-        q = Decimal("0.00000001")
-        return profit.quantize(q), loss.quantize(q)
+        return q8(profit), q8(loss)
 
     def age_bands(self, day: date) -> dict[str, int]:
         bands: dict[str, int] = defaultdict(int)
@@ -147,3 +151,13 @@ class Ledger:
         sth = sum(o.value for o in self.day_sets[day] if (day - utc_day(o.mtp)).days < 155)
         lth = sum(o.value for o in self.day_sets[day] if (day - utc_day(o.mtp)).days >= 155)
         return sth, lth
+
+    def holder_realized_caps(self, day: date, close) -> tuple[Decimal, Decimal]:
+        def cap(outputs) -> Decimal:
+            return q8(sum((Decimal(o.value) * close(utc_day(o.mtp)) / SAT for o in outputs), Decimal(0)))
+
+        coins = self.day_sets[day]
+        return (
+            cap(o for o in coins if (day - utc_day(o.mtp)).days < 155),
+            cap(o for o in coins if (day - utc_day(o.mtp)).days >= 155),
+        )

@@ -132,7 +132,8 @@ def compare_with_reference(conn: psycopg.Connection, ledger: Ledger, close=fixed
         assert bands[day] == tuple(ledger.age_bands(day).values()), day
         sth, lth = ledger.holders(day)
         assert holders[day][:2] == (sth, lth), day
-        assert holders[day][2] + holders[day][3] == cap, day
+        assert holders[day][2:] == ledger.holder_realized_caps(day, close), day
+        assert abs(holders[day][2] + holders[day][3] - cap) <= Decimal("0.00000002"), day
     return len(days)
 
 
@@ -232,3 +233,35 @@ def test_day_boundaries_of_the_reference():
         "gt_10y",
     ]
     assert date(2009, 1, 3) + timedelta(days=1) == date(2009, 1, 4)
+
+
+def test_verbosity_follows_the_node_version_and_synthetic_chains_are_read_without_prevouts(tmp_path):
+    """Core >= 23 is read at verbosity 3; older nodes, an explicit 2 and sim-node's synthetic chains (their
+    prevouts are not real outputs) at 2, so their UTXO and coin-age columns stay NULL."""
+    from app.btc.chain_sync import getblock_verbosity
+    from app.btc.rpc import RpcError
+    from app.simnode.chain import SimChain
+    from app.simnode.server import network_info
+
+    class Node:
+        def __init__(self, version):
+            self.version = version
+
+        def call(self, method, *params):
+            assert method == "getnetworkinfo"
+            if self.version is None:
+                raise RpcError(method, "Method not found", -32601)
+            return {"version": self.version}
+
+    assert getblock_verbosity(Node(290000), 3) == 3
+    assert getblock_verbosity(Node(230000), 3) == 3
+    assert getblock_verbosity(Node(220000), 3) == 2
+    assert getblock_verbosity(Node(None), 3) == 2
+    assert getblock_verbosity(Node(290000), 2) == 2
+
+    raw = SimChain()
+    raw.add_raw_file(EARLY_CHAIN)
+    assert network_info(raw)["version"] == 290000
+    synthetic = SimChain(txs_per_block=10)
+    synthetic.add_synthetic(2, 840_000)
+    assert network_info(synthetic)["version"] == 220000

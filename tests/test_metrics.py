@@ -76,7 +76,9 @@ def test_exact_rows_on_handmade_data(db_url):
             (m, iv, "ok")
             for m in ("market_cap_usd", "nvt_raw", "miner_revenue", "fee_metrics", "hash_rate")
             for iv in ("10m", "1h", "24h")
-        }
+        } | {  # the coin-age metrics (tests/test_coin_age.py checks their values; here: no prevouts, NULL)
+            (m, iv, "ok") for m in ("realized_cap", "sopr", "coin_days_destroyed") for iv in ("10m", "1h", "24h")
+        } | {("supply_age_bands", "24h", "ok"), ("holder_supply", "24h", "ok")}
         b0, b1, b2 = at(0), at(10), at(20)
         assert rows(conn, "btc_market_cap_10m") == [
             (b0, 50 * BTC, D(40000), D("2000000.00000000")),
@@ -138,7 +140,7 @@ def test_exact_rows_on_handmade_data(db_url):
             "SELECT component, last_bucket_time, status FROM core.sync_checkpoints"
             " WHERE component LIKE 'btc_metric_%%' ORDER BY 1"
         ).fetchall()
-        assert len(checkpoints) == 15 and {c[2] for c in checkpoints} == {"ok"}
+        assert len(checkpoints) == 26 and {c[2] for c in checkpoints} == {"ok"}  # 15 + the coin-age 11
         assert dict((c[0], c[1]) for c in checkpoints)["btc_metric_nvt_raw_10m"] == b2
 
 
@@ -229,7 +231,7 @@ def test_metrics_command(server_url):
     unknown = mqnode("metrics", "run", "--once", "--metric", "nope", env=env)
     assert unknown.returncode != 0 and "not in metric_registry" in unknown.stderr
     assert "0 row(s) written" in mqnode("metrics", "seed", env=env).stdout
-    assert "15 row(s) written" in mqnode("metrics", "seed", "--reset", "all", env=env).stdout
+    assert "26 row(s) written" in mqnode("metrics", "seed", "--reset", "all", env=env).stdout
 
 
 @pytest.mark.parametrize("interval", ["10m", "1h", "24h"])

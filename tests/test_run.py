@@ -74,7 +74,7 @@ def caught_up(url: str) -> bool:
             " (SELECT count(*) FROM core.bitstamp_price_10m)"
         ).fetchone()
     builder, composer, metrics, metrics_ok, venue_rows = row
-    return bool(builder and composer == builder and metrics == builder and metrics_ok == 15 and venue_rows)
+    return bool(builder and composer == builder and metrics == builder and metrics_ok == 26 and venue_rows)
 
 
 @pytest.mark.slow

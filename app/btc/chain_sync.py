@@ -14,7 +14,7 @@ from datetime import datetime
 import psycopg
 
 from app import checkpoints
-from app.btc.mapper import MappedBlock, map_block
+from app.btc.mapper import MappedBlock, btc_to_sat, map_block
 from app.btc.rpc import BitcoinRpc, RpcError
 from app.btc.writer import BlockWriter, ChainMismatchError
 from app.db import require_idle
@@ -141,6 +141,56 @@ def getblock_verbosity(rpc: BitcoinRpc, wanted: int) -> int:
     return wanted
 
 
+def seed_utxo_set(conn: psycopg.Connection, rpc: BitcoinRpc, height: int) -> bool:
+    """For a chain stored from above height 1: the UTXO set after ``height`` (the block below the first one
+    stored) from the node's ``gettxoutsetinfo none <height>`` into core.btc_utxo_seed, the base the UTXO
+    columns carry forward (sql/functions/025_btc_utxo_facts.sql). Needs a node with -coinstatsindex; without
+    it the columns stay NULL (logged). Coin-age metrics stay NULL either way: the seed has no creation times.
+    """
+    try:
+        info = rpc.call("gettxoutsetinfo", "none", height, True)
+        block_hash = str(info.get("bestblock") or rpc.get_block_hash(height))
+        row = (
+            height,
+            block_hash,
+            int(info["txouts"]),
+            btc_to_sat(info["total_amount"], "gettxoutsetinfo"),
+            int(info["bogosize"]),
+        )
+    except (RpcError, KeyError, TypeError, ValueError) as exc:
+        log.warning(
+            "no UTXO set snapshot at height %d from the node (%s): the UTXO set columns stay NULL for a chain"
+            " stored from height %d (run Bitcoin Core with -coinstatsindex=1)",
+            height,
+            exc,
+            height + 1,
+        )
+        return False
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO core.btc_utxo_seed (height, block_hash, utxo_count, utxo_value_sat, utxo_bogo_bytes, source)"
+            " VALUES (%s, %s, %s, %s, %s, 'gettxoutsetinfo') ON CONFLICT (height) DO UPDATE SET"
+            " block_hash = excluded.block_hash, utxo_count = excluded.utxo_count,"
+            " utxo_value_sat = excluded.utxo_value_sat, utxo_bogo_bytes = excluded.utxo_bogo_bytes,"
+            " recorded_at = now()",
+            row,
+        )
+    return True
+
+
+def needs_utxo_seed(conn: psycopg.Connection, start: int) -> bool:
+    """Whether a range starting at ``start`` lacks the UTXO state below it (no block and no seed there)."""
+    if start <= 1:
+        return False
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM raw.btc_blocks_raw WHERE height = %s)"
+        " OR EXISTS (SELECT 1 FROM core.btc_utxo_seed WHERE height = %s)",
+        (start - 1, start - 1),
+    ).fetchone()
+    conn.commit()
+    return not row[0]
+
+
 def record_error(conn: psycopg.Connection, component: tuple[str, str, str], message: str) -> None:
     """Mark a checkpoint as failed (own transaction; the failed one is rolled back first)."""
     conn.rollback()
@@ -185,6 +235,8 @@ def ingest_range(
     if end < start:
         return result
     record_chain(conn, rpc)  # every loader (listen, backfill, reconcile) writes blocks through here
+    if needs_utxo_seed(conn, start):
+        seed_utxo_set(conn, rpc, start - 1)
     batch: list[MappedBlock] = []
     batch_tx = 0
 

@@ -119,7 +119,7 @@ class SimNodeServer:
         if method == "getblockchaininfo":
             return dumps(chain.blockchain_info()).encode()
         if method == "getnetworkinfo":
-            return dumps(NETWORK_INFO).encode()
+            return dumps(network_info(chain)).encode()
         if method == "simmine":
             return json.dumps(chain.mine(args[0])).encode()
         if method == "simreorg":
@@ -135,7 +135,10 @@ class SimNodeServer:
 
 
 # getnetworkinfo: the version fields of the Bitcoin Core sim-node imitates (it serves getblock verbosity 3,
-# which the loader asks for from Core 23.0 on).
+# which the loader asks for from Core 23.0 on). A chain holding synthetic blocks reports Core 22 instead: their
+# inputs' prevouts are made up (right values, outputs that never existed), so a loader must not build a UTXO
+# set or coin-age metrics from them and reads them at verbosity 2 (those stay NULL); recorded and raw chains
+# (prevouts from the UTXO set sim-node keeps) report 29.
 NETWORK_INFO = {
     "version": 290000,
     "subversion": "/Satoshi:29.0.0(sim-node)/",
@@ -153,6 +156,15 @@ NETWORK_INFO = {
     "localaddresses": [],
     "warnings": [],
 }
+
+
+def network_info(chain: SimChain) -> dict[str, Any]:
+    with chain.lock:
+        synthetic = any(b.kind == "synthetic" for b in chain.by_height.values())
+    if not synthetic:
+        return NETWORK_INFO
+    return {**NETWORK_INFO, "version": 220000, "subversion": "/Satoshi:22.0.0(sim-node synthetic)/"}
+
 
 # Core's methods that sim-node serves (help: the first lines of Core's `help <method>`), then its own.
 METHODS = {

@@ -7,13 +7,39 @@
 -- a block whose prevouts or creation times are unknown, a UTXO state not known from genesis, a day without
 -- a close.
 
--- core.btc_daily_close: the canonical daily close (core.mq_btc_price_24h) by UTC day.
+-- core.btc_daily_close: the canonical daily close by UTC day: mq_btc_price_24h.close_price_usd (the close of
+-- the day's last priced 10m bucket) for the days its rollup has refreshed, and the same rule over
+-- core.mq_btc_price_10m from the day the rollup's checkpoint is on (the forming day, or a day an upstream
+-- rewrite rewound it to). So a 10m or 1h metric never waits for, nor reads a stale, daily rollup.
 CREATE OR REPLACE VIEW core.btc_daily_close AS
+WITH boundary AS (
+    SELECT coalesce(
+        (
+            SELECT c.last_bucket_time FROM core.sync_checkpoints AS c
+            WHERE
+                c.chain = 'btc' AND c.component = core.checkpoint_component('rollup', 'mq_btc_price_24h')
+                AND c."interval" = '24h'
+        ),
+        '-infinity'::timestamptz
+    ) AS refreshed_until
+)
+
 SELECT
     (d.bucket_start_utc AT TIME ZONE 'UTC')::date AS day,
     d.close_price_usd
-FROM core.mq_btc_price_24h AS d;
-COMMENT ON VIEW core.btc_daily_close IS 'Canonical BTC/USD close of each UTC day (mq_btc_price_24h): what coins are valued at.';
+FROM core.mq_btc_price_24h AS d
+CROSS JOIN boundary AS b
+WHERE d.bucket_start_utc < b.refreshed_until
+UNION ALL
+SELECT
+    (m.bucket_start_utc AT TIME ZONE 'UTC')::date AS day,
+    (array_agg(m.close_price_usd ORDER BY m.bucket_start_utc DESC) FILTER (WHERE m.close_price_usd IS NOT NULL))[1]
+        AS close_price_usd
+FROM core.mq_btc_price_10m AS m
+CROSS JOIN boundary AS b
+WHERE m.bucket_start_utc >= b.refreshed_until
+GROUP BY 1;
+COMMENT ON VIEW core.btc_daily_close IS 'Canonical BTC/USD close of each UTC day (mq_btc_price_24h, or its rule over the 10m price where the rollup has not refreshed): what coins are valued at.';
 
 -- core.btc_block_coin_age: every stored block with its day, event time and UTXO facts; unknown = its
 -- coin-age facts cannot be used (no facts row, outputs or prevouts unknown, undated spends).
@@ -632,8 +658,8 @@ COMMENT ON FUNCTION core.metric_holder_supply(text, timestamptz, timestamptz, te
 
 -- core.seed_coin_age_metric_registry(p_reset): the coin-age metrics in core.metric_registry (called by
 -- core.seed_metric_registry): realized_cap, sopr, coin_days_destroyed at 10m/1h/24h; supply_age_bands and
--- holder_supply daily. Dependencies: the interval's backbone (and its price) plus the daily close
--- (rollup_mq_btc_price_24h:24h) for the USD ones. Keeps edits; p_reset as core.seed_metric_registry.
+-- holder_supply daily. Dependencies: the interval's backbone and, for the USD ones, its price (the daily
+-- close of core.btc_daily_close needs no more). Keeps edits; p_reset as core.seed_metric_registry.
 CREATE OR REPLACE FUNCTION core.seed_coin_age_metric_registry(p_reset text DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
@@ -668,14 +694,7 @@ BEGIN
             format('btc_%s_%s', m.stem, i."interval") AS output_table,
             m.description,
             ARRAY[i.primitive_checkpoint]
-            || CASE
-                WHEN m.needs_price AND i."interval" = '24h' THEN ARRAY[i.price_checkpoint]
-                WHEN m.needs_price THEN ARRAY[
-                    i.price_checkpoint,
-                    (SELECT d.price_checkpoint FROM core.metric_interval_dependencies() AS d WHERE d."interval" = '24h')
-                ]
-                ELSE '{}'
-            END AS dependencies
+            || CASE WHEN m.needs_price THEN ARRAY[i.price_checkpoint] ELSE '{}' END AS dependencies
         FROM metrics AS m
         INNER JOIN intervals AS i ON i."interval" = ANY(m.intervals)
     )
