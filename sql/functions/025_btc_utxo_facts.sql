@@ -34,6 +34,7 @@ AS $$
 $$;
 COMMENT ON FUNCTION core.btc_utxo_base(bigint) IS 'The UTXO set state after a height: stored facts, the empty set before genesis, or the node seed.';
 
+-- api fields of core.btc_block_utxo_facts: *
 -- core.build_block_utxo_facts(p_from, p_to): core.btc_block_utxo_facts and core.btc_block_spent_by_day for the
 -- stored blocks p_from..p_to (called by core.finish_block_batch after core.build_primitive_block, in the
 -- loader's transaction), then the batch's rows of raw.btc_prevout_stage are deleted. Rules:
