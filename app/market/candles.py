@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -96,29 +96,64 @@ def _opt(value: Any) -> Decimal | None:
     return None if value is None or value == "" else _decimal(value)
 
 
+Key = int | str  # a row's field: a list index, or an object key (Bitstamp)
+
+
+def _no_value(row: Any) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where one venue's candle row keeps each field; candle() decodes them in Candle order."""
+
+    venue: str
+    time: Key
+    time_ms: bool
+    open: Key
+    high: Key
+    low: Key
+    close: Key
+    volume: Key
+    volume_quote: Callable[[Any], Decimal | None] = _no_value
+    trade_count: Callable[[Any], int | None] = _no_value
+
+    def candle(self, r: Any, symbol: str, interval_sec: int) -> Candle:
+        return Candle(
+            self.venue,
+            symbol,
+            interval_sec,
+            _ts(r[self.time], self.time_ms),
+            _decimal(r[self.open]),
+            _decimal(r[self.high]),
+            _decimal(r[self.low]),
+            _decimal(r[self.close]),
+            _decimal(r[self.volume]),
+            self.volume_quote(r),
+            self.trade_count(r),
+            r,
+        )
+
+    def collect(self, rows: Any, symbol: str, interval_sec: int) -> ParsedCandles:
+        return _collect(rows, lambda r: self.candle(r, symbol, interval_sec), self.venue)
+
+
+_BINANCE = _Layout(
+    "binance", 0, True, 1, 2, 3, 4, 5, lambda r: _opt(r[7]), lambda r: None if r[8] is None else int(r[8])
+)
+_BYBIT = _Layout("bybit", 0, True, 1, 2, 3, 4, 5, lambda r: _opt(r[6]))
+_OKX = _Layout("okx", 0, True, 1, 2, 3, 4, 5)
+_COINBASE = _Layout("coinbase", 0, False, 3, 2, 1, 4, 5)
+_BITSTAMP = _Layout("bitstamp", "timestamp", False, "open", "high", "low", "close", "volume")
+_BITFINEX = _Layout("bitfinex", 0, True, 1, 3, 4, 2, 5)
+
+
 def parse_binance(body: bytes | str, symbol: str, interval_sec: int) -> ParsedCandles:
     """GET /api/v3/klines: [openTime ms, open, high, low, close, volume, closeTime, quoteVolume, trades, ...]."""
     data = _load(body)
     if isinstance(data, dict):
         raise VenueResponseError(f"binance error: {data.get('code')} {data.get('msg')}")
-    return _collect(
-        data,
-        lambda r: Candle(
-            "binance",
-            symbol,
-            interval_sec,
-            _ts(r[0], True),
-            _decimal(r[1]),
-            _decimal(r[2]),
-            _decimal(r[3]),
-            _decimal(r[4]),
-            _decimal(r[5]),
-            _opt(r[7]),
-            None if r[8] is None else int(r[8]),
-            r,
-        ),
-        "binance",
-    )
+    return _BINANCE.collect(data, symbol, interval_sec)
 
 
 def parse_bybit(body: bytes | str, symbol: str, interval_sec: int) -> ParsedCandles:
@@ -127,24 +162,7 @@ def parse_bybit(body: bytes | str, symbol: str, interval_sec: int) -> ParsedCand
     if not isinstance(data, dict) or data.get("retCode") != 0:
         message = data.get("retMsg") if isinstance(data, dict) else data
         raise VenueResponseError(f"bybit error: {message}")
-    return _collect(
-        data.get("result", {}).get("list"),
-        lambda r: Candle(
-            "bybit",
-            symbol,
-            interval_sec,
-            _ts(r[0], True),
-            _decimal(r[1]),
-            _decimal(r[2]),
-            _decimal(r[3]),
-            _decimal(r[4]),
-            _decimal(r[5]),
-            _opt(r[6]),
-            None,
-            r,
-        ),
-        "bybit",
-    )
+    return _BYBIT.collect(data.get("result", {}).get("list"), symbol, interval_sec)
 
 
 def parse_okx(body: bytes | str, symbol: str, interval_sec: int) -> ParsedCandles:
@@ -162,21 +180,9 @@ def parse_okx(body: bytes | str, symbol: str, interval_sec: int) -> ParsedCandle
         rows = [r for r in rows if not _okx_unconfirmed(r)]
 
     def build(r: list) -> Candle:
+        # The quote volume is decoded first (as before the layouts), so a row's first error stays the same.
         quote = _opt(r[7]) if len(r) > 7 and _opt(r[7]) else _opt(r[6]) if len(r) > 6 else None
-        return Candle(
-            "okx",
-            symbol,
-            interval_sec,
-            _ts(r[0], True),
-            _decimal(r[1]),
-            _decimal(r[2]),
-            _decimal(r[3]),
-            _decimal(r[4]),
-            _decimal(r[5]),
-            quote or None,
-            None,
-            r,
-        )
+        return replace(_OKX.candle(r, symbol, interval_sec), volume_quote=quote or None)
 
     return _collect(rows, build, "okx")
 
@@ -195,24 +201,7 @@ def parse_coinbase(body: bytes | str, symbol: str, interval_sec: int) -> ParsedC
     data = _load(body)
     if isinstance(data, dict):
         raise VenueResponseError(f"coinbase error: {data.get('message')}")
-    return _collect(
-        data,
-        lambda r: Candle(
-            "coinbase",
-            symbol,
-            interval_sec,
-            _ts(r[0], False),
-            _decimal(r[3]),
-            _decimal(r[2]),
-            _decimal(r[1]),
-            _decimal(r[4]),
-            _decimal(r[5]),
-            None,
-            None,
-            r,
-        ),
-        "coinbase",
-    )
+    return _COINBASE.collect(data, symbol, interval_sec)
 
 
 def parse_bitstamp(body: bytes | str, symbol: str, interval_sec: int) -> ParsedCandles:
@@ -220,24 +209,7 @@ def parse_bitstamp(body: bytes | str, symbol: str, interval_sec: int) -> ParsedC
     data = _load(body)
     if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
         raise VenueResponseError(f"bitstamp error: {data}")
-    return _collect(
-        data["data"].get("ohlc"),
-        lambda r: Candle(
-            "bitstamp",
-            symbol,
-            interval_sec,
-            _ts(r["timestamp"], False),
-            _decimal(r["open"]),
-            _decimal(r["high"]),
-            _decimal(r["low"]),
-            _decimal(r["close"]),
-            _decimal(r["volume"]),
-            None,
-            None,
-            r,
-        ),
-        "bitstamp",
-    )
+    return _BITSTAMP.collect(data["data"].get("ohlc"), symbol, interval_sec)
 
 
 def parse_bitfinex(body: bytes | str, symbol: str, interval_sec: int) -> ParsedCandles:
@@ -245,24 +217,7 @@ def parse_bitfinex(body: bytes | str, symbol: str, interval_sec: int) -> ParsedC
     data = _load(body)
     if isinstance(data, list) and data and data[0] == "error":
         raise VenueResponseError(f"bitfinex error: {data}")
-    return _collect(
-        data,
-        lambda r: Candle(
-            "bitfinex",
-            symbol,
-            interval_sec,
-            _ts(r[0], True),
-            _decimal(r[1]),
-            _decimal(r[3]),
-            _decimal(r[4]),
-            _decimal(r[2]),
-            _decimal(r[5]),
-            None,
-            None,
-            r,
-        ),
-        "bitfinex",
-    )
+    return _BITFINEX.collect(data, symbol, interval_sec)
 
 
 # One parser per registry venue (tests/test_venue_registry.py checks the keys against the registry).
