@@ -106,18 +106,8 @@ CREATE OR REPLACE VIEW api.btc_fee_metrics_24h AS SELECT * FROM core.btc_fee_met
 CREATE OR REPLACE VIEW api.btc_hash_rate_10m AS SELECT * FROM core.btc_hash_rate_10m;
 CREATE OR REPLACE VIEW api.btc_hash_rate_1h AS SELECT * FROM core.btc_hash_rate_1h;
 CREATE OR REPLACE VIEW api.btc_hash_rate_24h AS SELECT * FROM core.btc_hash_rate_24h;
--- Coin-age metrics (085_coin_age_metrics.sql) and the per-block UTXO facts they are computed from.
-CREATE OR REPLACE VIEW api.btc_realized_cap_10m AS SELECT * FROM core.btc_realized_cap_10m;
-CREATE OR REPLACE VIEW api.btc_realized_cap_1h AS SELECT * FROM core.btc_realized_cap_1h;
-CREATE OR REPLACE VIEW api.btc_realized_cap_24h AS SELECT * FROM core.btc_realized_cap_24h;
-CREATE OR REPLACE VIEW api.btc_sopr_10m AS SELECT * FROM core.btc_sopr_10m;
-CREATE OR REPLACE VIEW api.btc_sopr_1h AS SELECT * FROM core.btc_sopr_1h;
-CREATE OR REPLACE VIEW api.btc_sopr_24h AS SELECT * FROM core.btc_sopr_24h;
-CREATE OR REPLACE VIEW api.btc_coin_days_10m AS SELECT * FROM core.btc_coin_days_10m;
-CREATE OR REPLACE VIEW api.btc_coin_days_1h AS SELECT * FROM core.btc_coin_days_1h;
-CREATE OR REPLACE VIEW api.btc_coin_days_24h AS SELECT * FROM core.btc_coin_days_24h;
-CREATE OR REPLACE VIEW api.btc_supply_age_bands_24h AS SELECT * FROM core.btc_supply_age_bands_24h;
-CREATE OR REPLACE VIEW api.btc_holder_supply_24h AS SELECT * FROM core.btc_holder_supply_24h;
+-- The coin-age metric views are in 092_api_coin_age.sql (api.btc_supply_age_bands_24h has more columns
+-- than its table: a SELECT * here would fail to replace it on the next upgrade). The per-block UTXO facts:
 CREATE OR REPLACE VIEW api.btc_block_utxo_facts AS SELECT * FROM core.btc_block_utxo_facts;
 
 -- api fields of api.metric_registry: chain
