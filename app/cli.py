@@ -163,16 +163,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-def cmd_prices_seed(args: argparse.Namespace) -> int:
+def _seed_registry(query: str, table: str, reset: str | None) -> int:
+    """`prices seed` and `metrics seed`: run the registry's seed function in one transaction and report."""
     from app.db import connect
 
     conn = connect(_database_url(_settings()))
     with conn.transaction():
-        (rows,) = conn.execute("SELECT core.seed_price_source_registry(%s)", (args.reset,)).fetchone()
+        (rows,) = conn.execute(query, (reset,)).fetchone()
     conn.close()
-    what = f"reset {args.reset}" if args.reset else "seeded (existing rows kept as edited)"
-    print(f"mq_price_source_registry {what}: {rows} row(s) written")
+    what = f"reset {reset}" if reset else "seeded (existing rows kept as edited)"
+    print(f"{table} {what}: {rows} row(s) written")
     return 0
+
+
+def cmd_prices_seed(args: argparse.Namespace) -> int:
+    return _seed_registry("SELECT core.seed_price_source_registry(%s)", "mq_price_source_registry", args.reset)
 
 
 def cmd_prices_ingest(args: argparse.Namespace) -> int:
@@ -295,15 +300,7 @@ def cmd_metrics_run(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics_seed(args: argparse.Namespace) -> int:
-    from app.db import connect
-
-    conn = connect(_database_url(_settings()))
-    with conn.transaction():
-        (rows,) = conn.execute("SELECT core.seed_metric_registry(%s)", (args.reset,)).fetchone()
-    conn.close()
-    what = f"reset {args.reset}" if args.reset else "seeded (existing rows kept as edited)"
-    print(f"metric_registry {what}: {rows} row(s) written")
-    return 0
+    return _seed_registry("SELECT core.seed_metric_registry(%s)", "metric_registry", args.reset)
 
 
 def cmd_rollups_refresh(args: argparse.Namespace) -> int:
