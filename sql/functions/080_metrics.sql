@@ -97,6 +97,42 @@ COMMENT ON VIEW core.btc_priced_periods IS 'Backbone periods (10m/1h/24h) with t
 -- writes one row per backbone period in [p_from, p_to] into core.<p_output> (UPSERT) and returns
 -- the number of rows. Re-running a range yields identical rows. core.run_metric calls them.
 
+-- core.upsert_period_rows(p_output, p_select, p_interval, p_from, p_to): the write every metric function
+-- shares. Runs p_select (its $1, $2, $3 = p_interval, p_from, p_to; one column per column of
+-- core.<p_output>, named as it) and upserts its rows into core.<p_output>: a row whose bucket_start_utc is
+-- there already gets every other column replaced. The column list is the table's own (pg_attribute), so a
+-- column the SELECT does not name fails the call. Returns the number of rows written.
+CREATE OR REPLACE FUNCTION core.upsert_period_rows(
+    p_output text, p_select text, p_interval text, p_from timestamptz, p_to timestamptz
+)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_cols text;
+    v_values text;
+    v_set text;
+    v_rows bigint;
+BEGIN
+    SELECT
+        string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),
+        string_agg(format('s.%I', a.attname), ', ' ORDER BY a.attnum),
+        string_agg(format('%1$I = excluded.%1$I', a.attname), ', ' ORDER BY a.attnum)
+    INTO v_cols, v_values, v_set
+    FROM pg_attribute AS a
+    WHERE a.attrelid = format('core.%I', p_output)::regclass
+      AND a.attnum > 0 AND NOT a.attisdropped AND a.attname <> 'bucket_start_utc';
+    EXECUTE format(
+        'INSERT INTO core.%I AS t (bucket_start_utc, %s) SELECT s.bucket_start_utc, %s FROM (%s) AS s'
+        ' ON CONFLICT (bucket_start_utc) DO UPDATE SET %s',
+        p_output, v_cols, v_values, p_select, v_set
+    ) USING p_interval, p_from, p_to;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+COMMENT ON FUNCTION core.upsert_period_rows(text, text, text, timestamptz, timestamptz) IS 'Upsert the rows of a metric SELECT into core.<p_output> on bucket_start_utc (every other column replaced); returns the row count.';
+
 -- api fields of core.btc_market_cap_{10m,1h,24h}: *
 -- core.metric_market_cap_usd: supply at the period's end x the period's close.
 CREATE OR REPLACE FUNCTION core.metric_market_cap_usd(
@@ -105,25 +141,16 @@ CREATE OR REPLACE FUNCTION core.metric_market_cap_usd(
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
-DECLARE
-    v_rows bigint;
 BEGIN
-    EXECUTE format($sql$
-        INSERT INTO core.%I AS t (bucket_start_utc, supply_total_sat, close_price_usd, market_cap_usd)
+    RETURN core.upsert_period_rows(p_output, $sql$
         SELECT
             p.bucket_start_utc,
             p.supply_total_sat,
             p.close_price_usd,
-            core.market_cap_usd(p.supply_total_sat, p.close_price_usd)
+            core.market_cap_usd(p.supply_total_sat, p.close_price_usd) AS market_cap_usd
         FROM core.btc_priced_periods AS p
         WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
-        ON CONFLICT (bucket_start_utc) DO UPDATE
-        SET supply_total_sat = excluded.supply_total_sat,
-            close_price_usd = excluded.close_price_usd,
-            market_cap_usd = excluded.market_cap_usd
-    $sql$, p_output) USING p_interval, p_from, p_to;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    RETURN v_rows;
+    $sql$, p_interval, p_from, p_to);
 END
 $$;
 COMMENT ON FUNCTION core.metric_market_cap_usd(text, timestamptz, timestamptz, text) IS 'market_cap_usd = supply_total_sat / 1e8 x close of the period.';
@@ -139,7 +166,6 @@ RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-    v_rows bigint;
     v_market_cap text;
 BEGIN
     SELECT r.output_table INTO v_market_cap
@@ -149,17 +175,14 @@ BEGIN
         RAISE EXCEPTION 'nvt_raw reads market_cap_usd at %, which is not in core.metric_registry', p_interval
             USING ERRCODE = '22023';
     END IF;
-    EXECUTE format($sql$
-        INSERT INTO core.%1$I AS t (
-            bucket_start_utc, market_cap_usd, transferred_sat, close_price_usd, transferred_value_usd, nvt_raw
-        )
+    RETURN core.upsert_period_rows(p_output, format($sql$
         SELECT
             v.bucket_start_utc,
             v.market_cap_usd,
             v.transferred_sat,
             v.close_price_usd,
             v.transferred_value_usd,
-            core.share(v.market_cap_usd, v.transferred_value_usd)
+            core.share(v.market_cap_usd, v.transferred_value_usd) AS nvt_raw
         FROM (
             SELECT
                 p.bucket_start_utc,
@@ -168,18 +191,10 @@ BEGIN
                 mc.close_price_usd,
                 core.sat_to_usd(p.transferred_sat, mc.close_price_usd) AS transferred_value_usd
             FROM core.btc_primitive_periods AS p
-            LEFT JOIN core.%2$I AS mc ON p.bucket_start_utc = mc.bucket_start_utc
+            LEFT JOIN core.%I AS mc ON p.bucket_start_utc = mc.bucket_start_utc
             WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
         ) AS v
-        ON CONFLICT (bucket_start_utc) DO UPDATE
-        SET market_cap_usd = excluded.market_cap_usd,
-            transferred_sat = excluded.transferred_sat,
-            close_price_usd = excluded.close_price_usd,
-            transferred_value_usd = excluded.transferred_value_usd,
-            nvt_raw = excluded.nvt_raw
-    $sql$, p_output, v_market_cap) USING p_interval, p_from, p_to;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    RETURN v_rows;
+    $sql$, v_market_cap), p_interval, p_from, p_to);
 END
 $$;
 COMMENT ON FUNCTION core.metric_nvt_raw(text, timestamptz, timestamptz, text) IS 'nvt_raw = market_cap_usd / (transferred_sat / 1e8 x close) per period.';
@@ -193,40 +208,22 @@ CREATE OR REPLACE FUNCTION core.metric_miner_revenue(
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
-DECLARE
-    v_rows bigint;
 BEGIN
-    EXECUTE format($sql$
-        INSERT INTO core.%I AS t (
-            bucket_start_utc, block_count, miner_revenue_sat, subsidy_sat, fees_sat, fee_share_of_revenue,
-            close_price_usd, miner_revenue_usd, subsidy_usd, fees_usd
-        )
+    RETURN core.upsert_period_rows(p_output, $sql$
         SELECT
             p.bucket_start_utc,
             p.block_count,
             p.miner_revenue_sat,
-            p.issued_sat,
+            p.issued_sat AS subsidy_sat,
             p.fees_sat,
-            core.share(p.fees_sat, p.miner_revenue_sat),
+            core.share(p.fees_sat, p.miner_revenue_sat) AS fee_share_of_revenue,
             p.close_price_usd,
-            core.sat_to_usd(p.miner_revenue_sat, p.close_price_usd),
-            core.sat_to_usd(p.issued_sat, p.close_price_usd),
-            core.sat_to_usd(p.fees_sat, p.close_price_usd)
+            core.sat_to_usd(p.miner_revenue_sat, p.close_price_usd) AS miner_revenue_usd,
+            core.sat_to_usd(p.issued_sat, p.close_price_usd) AS subsidy_usd,
+            core.sat_to_usd(p.fees_sat, p.close_price_usd) AS fees_usd
         FROM core.btc_priced_periods AS p
         WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
-        ON CONFLICT (bucket_start_utc) DO UPDATE
-        SET block_count = excluded.block_count,
-            miner_revenue_sat = excluded.miner_revenue_sat,
-            subsidy_sat = excluded.subsidy_sat,
-            fees_sat = excluded.fees_sat,
-            fee_share_of_revenue = excluded.fee_share_of_revenue,
-            close_price_usd = excluded.close_price_usd,
-            miner_revenue_usd = excluded.miner_revenue_usd,
-            subsidy_usd = excluded.subsidy_usd,
-            fees_usd = excluded.fees_usd
-    $sql$, p_output) USING p_interval, p_from, p_to;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    RETURN v_rows;
+    $sql$, p_interval, p_from, p_to);
 END
 $$;
 COMMENT ON FUNCTION core.metric_miner_revenue(text, timestamptz, timestamptz, text) IS 'Miner revenue per period: subsidy vs fees, sat and USD, fee share.';
@@ -245,10 +242,8 @@ CREATE OR REPLACE FUNCTION core.metric_fee_metrics(
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
-DECLARE
-    v_rows bigint;
 BEGIN
-    EXECUTE format($sql$
+    RETURN core.upsert_period_rows(p_output, $sql$
         WITH period_blocks AS (
             SELECT
                 core.period_start($1, pb.bucket_start_utc) AS bucket_start_utc,
@@ -296,13 +291,6 @@ BEGIN
             WHERE $1 = '10m' AND t.bucket_start_utc BETWEEN $2 AND $3
         )
 
-        INSERT INTO core.%I AS t (
-            bucket_start_utc, non_coinbase_tx_count, total_fee_sat, avg_fee_sat, median_fee_sat,
-            fee_observed_tx_count, avg_feerate_sat_vb, median_feerate_sat_vb, min_feerate_sat_vb,
-            max_feerate_sat_vb, fee_share_of_revenue, close_price_usd, total_fee_usd, avg_fee_usd, median_fee_usd,
-            fee_p10_sat, fee_p25_sat, fee_p75_sat, fee_p90_sat,
-            feerate_p10_sat_vb, feerate_p25_sat_vb, feerate_p75_sat_vb, feerate_p90_sat_vb
-        )
         SELECT
             p.bucket_start_utc,
             p.non_coinbase_tx_count,
@@ -330,32 +318,7 @@ BEGIN
         FROM core.btc_priced_periods AS p
         LEFT JOIN stats AS st ON p.bucket_start_utc = st.bucket_start_utc
         WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
-        ON CONFLICT (bucket_start_utc) DO UPDATE
-        SET non_coinbase_tx_count = excluded.non_coinbase_tx_count,
-            total_fee_sat = excluded.total_fee_sat,
-            avg_fee_sat = excluded.avg_fee_sat,
-            median_fee_sat = excluded.median_fee_sat,
-            fee_observed_tx_count = excluded.fee_observed_tx_count,
-            avg_feerate_sat_vb = excluded.avg_feerate_sat_vb,
-            median_feerate_sat_vb = excluded.median_feerate_sat_vb,
-            min_feerate_sat_vb = excluded.min_feerate_sat_vb,
-            max_feerate_sat_vb = excluded.max_feerate_sat_vb,
-            fee_share_of_revenue = excluded.fee_share_of_revenue,
-            close_price_usd = excluded.close_price_usd,
-            total_fee_usd = excluded.total_fee_usd,
-            avg_fee_usd = excluded.avg_fee_usd,
-            median_fee_usd = excluded.median_fee_usd,
-            fee_p10_sat = excluded.fee_p10_sat,
-            fee_p25_sat = excluded.fee_p25_sat,
-            fee_p75_sat = excluded.fee_p75_sat,
-            fee_p90_sat = excluded.fee_p90_sat,
-            feerate_p10_sat_vb = excluded.feerate_p10_sat_vb,
-            feerate_p25_sat_vb = excluded.feerate_p25_sat_vb,
-            feerate_p75_sat_vb = excluded.feerate_p75_sat_vb,
-            feerate_p90_sat_vb = excluded.feerate_p90_sat_vb
-    $sql$, p_output) USING p_interval, p_from, p_to;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    RETURN v_rows;
+    $sql$, p_interval, p_from, p_to);
 END
 $$;
 COMMENT ON FUNCTION core.metric_fee_metrics(text, timestamptz, timestamptz, text) IS 'Fee totals, means, exact medians and percentiles (from per-block fee facts) and feerates per period, sat and USD.';
@@ -370,10 +333,8 @@ CREATE OR REPLACE FUNCTION core.metric_hash_rate(
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
-DECLARE
-    v_rows bigint;
 BEGIN
-    EXECUTE format($sql$
+    RETURN core.upsert_period_rows(p_output, $sql$
         WITH work AS (
             SELECT
                 core.period_start($1, pb.bucket_start_utc) AS bucket_start_utc,
@@ -385,26 +346,17 @@ BEGIN
             GROUP BY 1
         )
 
-        INSERT INTO core.%I AS t (bucket_start_utc, block_count, period_sec, difficulty_mean, hash_rate_hs, hash_rate_ehs)
         SELECT
             p.bucket_start_utc,
             p.block_count,
             p.period_sec,
-            round(w.difficulty_sum / w.n, 8),
-            round(core.btc_hashrate_hs(w.difficulty_sum, p.period_sec), 2),
-            round(core.btc_hashrate_hs(w.difficulty_sum, p.period_sec) / 1e18, 8)
+            round(w.difficulty_sum / w.n, 8) AS difficulty_mean,
+            round(core.btc_hashrate_hs(w.difficulty_sum, p.period_sec), 2) AS hash_rate_hs,
+            round(core.btc_hashrate_hs(w.difficulty_sum, p.period_sec) / 1e18, 8) AS hash_rate_ehs
         FROM core.btc_primitive_periods AS p
         LEFT JOIN work AS w ON p.bucket_start_utc = w.bucket_start_utc
         WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
-        ON CONFLICT (bucket_start_utc) DO UPDATE
-        SET block_count = excluded.block_count,
-            period_sec = excluded.period_sec,
-            difficulty_mean = excluded.difficulty_mean,
-            hash_rate_hs = excluded.hash_rate_hs,
-            hash_rate_ehs = excluded.hash_rate_ehs
-    $sql$, p_output) USING p_interval, p_from, p_to;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    RETURN v_rows;
+    $sql$, p_interval, p_from, p_to);
 END
 $$;
 COMMENT ON FUNCTION core.metric_hash_rate(text, timestamptz, timestamptz, text) IS 'Hash rate estimate: sum of block difficulty x 2^32 over the period seconds.';

@@ -110,7 +110,6 @@ DECLARE
     v_unpriced bigint;
     v_priced numeric;
     v_found bigint;
-    v_rows bigint;
 BEGIN
     EXECUTE format(
         'SELECT t.utxo_value_sat, t.unpriced_utxo_sat, t.realized_value_priced_usd FROM core.%I AS t'
@@ -127,7 +126,7 @@ BEGIN
         END IF;
     END IF;
 
-    EXECUTE format($sql$
+    RETURN core.upsert_period_rows(p_output, format($sql$
         WITH blocks AS (
             SELECT core.period_start($1, b.bucket_start_utc) AS period, b.*
             FROM core.btc_block_coin_age AS b
@@ -166,9 +165,9 @@ BEGIN
                 p.supply_total_sat,
                 p.close_price_usd,
                 sum(coalesce(d.unknown_n, 0)) OVER w AS unknown_n,
-                $4::bigint + sum(coalesce(d.value_sat, 0)) OVER w AS utxo_value_sat,
-                $5::bigint + sum(coalesce(d.unpriced_sat, 0)) OVER w AS unpriced_sat,
-                $6::numeric + sum(coalesce(d.priced_usd, 0)) OVER w AS priced_usd
+                %1$L::bigint + sum(coalesce(d.value_sat, 0)) OVER w AS utxo_value_sat,
+                %2$L::bigint + sum(coalesce(d.unpriced_sat, 0)) OVER w AS unpriced_sat,
+                %3$L::numeric + sum(coalesce(d.priced_usd, 0)) OVER w AS priced_usd
             FROM core.btc_priced_periods AS p
             LEFT JOIN deltas AS d ON p.bucket_start_utc = d.period
             WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
@@ -187,35 +186,19 @@ BEGIN
             FROM running AS r
         )
 
-        INSERT INTO core.%I AS t (
-            bucket_start_utc, utxo_value_sat, unpriced_utxo_sat, realized_value_priced_usd, realized_cap_usd,
-            realized_price_usd, close_price_usd, market_cap_usd, mvrv, nupl
-        )
         SELECT
             v.bucket_start_utc,
             v.utxo_value_sat,
-            v.unpriced_sat,
-            v.priced_usd,
+            v.unpriced_sat AS unpriced_utxo_sat,
+            v.priced_usd AS realized_value_priced_usd,
             v.realized_cap_usd,
-            core.share(v.realized_cap_usd * 100000000, v.utxo_value_sat),
+            core.share(v.realized_cap_usd * 100000000, v.utxo_value_sat) AS realized_price_usd,
             v.close_price_usd,
             v.market_cap_usd,
-            core.share(v.market_cap_usd, v.realized_cap_usd),
-            core.share(v.market_cap_usd - v.realized_cap_usd, v.market_cap_usd)
+            core.share(v.market_cap_usd, v.realized_cap_usd) AS mvrv,
+            core.share(v.market_cap_usd - v.realized_cap_usd, v.market_cap_usd) AS nupl
         FROM valued AS v
-        ON CONFLICT (bucket_start_utc) DO UPDATE
-        SET utxo_value_sat = excluded.utxo_value_sat,
-            unpriced_utxo_sat = excluded.unpriced_utxo_sat,
-            realized_value_priced_usd = excluded.realized_value_priced_usd,
-            realized_cap_usd = excluded.realized_cap_usd,
-            realized_price_usd = excluded.realized_price_usd,
-            close_price_usd = excluded.close_price_usd,
-            market_cap_usd = excluded.market_cap_usd,
-            mvrv = excluded.mvrv,
-            nupl = excluded.nupl
-    $sql$, p_output) USING p_interval, v_from, p_to, v_utxo, v_unpriced, v_priced;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    RETURN v_rows;
+    $sql$, v_utxo, v_unpriced, v_priced), p_interval, v_from, p_to);
 END
 $$;
 COMMENT ON FUNCTION core.metric_realized_cap(text, timestamptz, timestamptz, text) IS 'Realized cap (Coin Metrics CapRealUSD: creation-day close), realized price, MVRV, NUPL per period.';
@@ -232,10 +215,8 @@ CREATE OR REPLACE FUNCTION core.metric_sopr(
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
-DECLARE
-    v_rows bigint;
 BEGIN
-    EXECUTE format($sql$
+    RETURN core.upsert_period_rows(p_output, $sql$
         WITH blocks AS (
             SELECT core.period_start($1, b.bucket_start_utc) AS period, b.*
             FROM core.btc_block_coin_age AS b
@@ -299,42 +280,22 @@ BEGIN
             WHERE p."interval" = $1 AND p.bucket_start_utc BETWEEN $2 AND $3
         )
 
-        INSERT INTO core.%I AS t (
-            bucket_start_utc, spent_output_count, spent_value_sat, spent_value_usd, spent_realized_value_usd, sopr,
-            adj_spent_value_sat, adj_spent_value_usd, adj_spent_realized_value_usd, asopr,
-            realized_profit_usd, realized_loss_usd, net_realized_pnl_usd
-        )
         SELECT
             r.bucket_start_utc,
-            CASE WHEN r.known THEN r.output_count END,
-            CASE WHEN r.known THEN r.value_sat END,
-            CASE WHEN r.known AND r.priced THEN round(r.value_usd, 8) END,
-            CASE WHEN r.known AND r.priced THEN round(r.realized_usd, 8) END,
-            CASE WHEN r.known AND r.priced THEN core.share(r.value_usd, r.realized_usd) END,
-            CASE WHEN r.known THEN r.adj_value_sat END,
-            CASE WHEN r.known AND r.priced THEN round(r.adj_value_usd, 8) END,
-            CASE WHEN r.known AND r.priced THEN round(r.adj_realized_usd, 8) END,
-            CASE WHEN r.known AND r.priced THEN core.share(r.adj_value_usd, r.adj_realized_usd) END,
-            CASE WHEN r.known AND r.priced THEN round(r.profit_usd, 8) END,
-            CASE WHEN r.known AND r.priced THEN round(r.loss_usd, 8) END,
-            CASE WHEN r.known AND r.priced THEN round(r.profit_usd - r.loss_usd, 8) END
+            CASE WHEN r.known THEN r.output_count END AS spent_output_count,
+            CASE WHEN r.known THEN r.value_sat END AS spent_value_sat,
+            CASE WHEN r.known AND r.priced THEN round(r.value_usd, 8) END AS spent_value_usd,
+            CASE WHEN r.known AND r.priced THEN round(r.realized_usd, 8) END AS spent_realized_value_usd,
+            CASE WHEN r.known AND r.priced THEN core.share(r.value_usd, r.realized_usd) END AS sopr,
+            CASE WHEN r.known THEN r.adj_value_sat END AS adj_spent_value_sat,
+            CASE WHEN r.known AND r.priced THEN round(r.adj_value_usd, 8) END AS adj_spent_value_usd,
+            CASE WHEN r.known AND r.priced THEN round(r.adj_realized_usd, 8) END AS adj_spent_realized_value_usd,
+            CASE WHEN r.known AND r.priced THEN core.share(r.adj_value_usd, r.adj_realized_usd) END AS asopr,
+            CASE WHEN r.known AND r.priced THEN round(r.profit_usd, 8) END AS realized_profit_usd,
+            CASE WHEN r.known AND r.priced THEN round(r.loss_usd, 8) END AS realized_loss_usd,
+            CASE WHEN r.known AND r.priced THEN round(r.profit_usd - r.loss_usd, 8) END AS net_realized_pnl_usd
         FROM rows AS r
-        ON CONFLICT (bucket_start_utc) DO UPDATE
-        SET spent_output_count = excluded.spent_output_count,
-            spent_value_sat = excluded.spent_value_sat,
-            spent_value_usd = excluded.spent_value_usd,
-            spent_realized_value_usd = excluded.spent_realized_value_usd,
-            sopr = excluded.sopr,
-            adj_spent_value_sat = excluded.adj_spent_value_sat,
-            adj_spent_value_usd = excluded.adj_spent_value_usd,
-            adj_spent_realized_value_usd = excluded.adj_spent_realized_value_usd,
-            asopr = excluded.asopr,
-            realized_profit_usd = excluded.realized_profit_usd,
-            realized_loss_usd = excluded.realized_loss_usd,
-            net_realized_pnl_usd = excluded.net_realized_pnl_usd
-    $sql$, p_output) USING p_interval, least(p_from, core.period_start('24h', p_from)), p_to;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    RETURN v_rows;
+    $sql$, p_interval, least(p_from, core.period_start('24h', p_from)), p_to);
 END
 $$;
 COMMENT ON FUNCTION core.metric_sopr(text, timestamptz, timestamptz, text) IS 'SOPR, adjusted SOPR (spends younger than 1 hour left out), realized profit and loss per period.';
@@ -350,10 +311,8 @@ CREATE OR REPLACE FUNCTION core.metric_coin_days(
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
-DECLARE
-    v_rows bigint;
 BEGIN
-    EXECUTE format($sql$
+    RETURN core.upsert_period_rows(p_output, $sql$
         WITH flows AS (
             SELECT
                 core.period_start($1, b.bucket_start_utc) AS period,
@@ -378,31 +337,17 @@ BEGIN
             LEFT JOIN core.btc_block_coin_age AS s ON sh.state_height = s.height
         )
 
-        INSERT INTO core.%I AS t (
-            bucket_start_utc, spent_value_sat, cdd, dormancy, cdd_cumulative, utxo_value_sat, utxo_coin_days,
-            liveliness
-        )
         SELECT
             r.bucket_start_utc,
             r.spent_value_sat,
-            round(r.cdd_sat_sec / 8640000000000, 8),
-            core.share(r.cdd_sat_sec / 86400, r.spent_value_sat),
-            round(r.cum_sat_sec / 8640000000000, 8),
-            CASE WHEN r.utxo_sat_sec IS NOT NULL THEN r.utxo_value_sat END,
-            round(r.utxo_sat_sec / 8640000000000, 8),
-            core.share(r.cum_sat_sec, r.cum_sat_sec + r.utxo_sat_sec)
+            round(r.cdd_sat_sec / 8640000000000, 8) AS cdd,
+            core.share(r.cdd_sat_sec / 86400, r.spent_value_sat) AS dormancy,
+            round(r.cum_sat_sec / 8640000000000, 8) AS cdd_cumulative,
+            CASE WHEN r.utxo_sat_sec IS NOT NULL THEN r.utxo_value_sat END AS utxo_value_sat,
+            round(r.utxo_sat_sec / 8640000000000, 8) AS utxo_coin_days,
+            core.share(r.cum_sat_sec, r.cum_sat_sec + r.utxo_sat_sec) AS liveliness
         FROM rows AS r
-        ON CONFLICT (bucket_start_utc) DO UPDATE
-        SET spent_value_sat = excluded.spent_value_sat,
-            cdd = excluded.cdd,
-            dormancy = excluded.dormancy,
-            cdd_cumulative = excluded.cdd_cumulative,
-            utxo_value_sat = excluded.utxo_value_sat,
-            utxo_coin_days = excluded.utxo_coin_days,
-            liveliness = excluded.liveliness
-    $sql$, p_output) USING p_interval, p_from, p_to;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    RETURN v_rows;
+    $sql$, p_interval, p_from, p_to);
 END
 $$;
 COMMENT ON FUNCTION core.metric_coin_days(text, timestamptz, timestamptz, text) IS 'Coin days destroyed, dormancy, cumulative CDD, UTXO coin days and liveliness per period.';
@@ -496,16 +441,14 @@ CREATE OR REPLACE FUNCTION core.metric_supply_age_bands(
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
-DECLARE
-    v_rows bigint;
 BEGIN
     IF p_interval <> '24h' THEN
         RAISE EXCEPTION 'supply_age_bands is daily only (got %)', p_interval USING ERRCODE = '22023';
     END IF;
-    EXECUTE format($sql$
+    RETURN core.upsert_period_rows(p_output, $sql$
         WITH split AS (
             SELECT u.day, u.known, core.btc_age_band(u.age_days) AS band, u.unspent_sat
-            FROM core.btc_unspent_by_created_day(($1 AT TIME ZONE 'UTC')::date, ($2 AT TIME ZONE 'UTC')::date) AS u
+            FROM core.btc_unspent_by_created_day(($2 AT TIME ZONE 'UTC')::date, ($3 AT TIME ZONE 'UTC')::date) AS u
         ),
 
         bands AS (
@@ -529,46 +472,25 @@ BEGIN
             GROUP BY s.day
         )
 
-        INSERT INTO core.%I AS t (
-            bucket_start_utc, utxo_value_sat, supply_lt_1d_sat, supply_1d_1w_sat, supply_1w_1m_sat,
-            supply_1m_3m_sat, supply_3m_6m_sat, supply_6m_12m_sat, supply_1y_2y_sat, supply_2y_3y_sat,
-            supply_3y_5y_sat, supply_5y_7y_sat, supply_7y_10y_sat, supply_gt_10y_sat
-        )
         SELECT
             p.bucket_start_utc,
-            CASE WHEN b.known THEN coalesce(b.total, 0) END,
-            CASE WHEN b.known THEN coalesce(b.lt_1d, 0) END,
-            CASE WHEN b.known THEN coalesce(b.b_1d_1w, 0) END,
-            CASE WHEN b.known THEN coalesce(b.b_1w_1m, 0) END,
-            CASE WHEN b.known THEN coalesce(b.b_1m_3m, 0) END,
-            CASE WHEN b.known THEN coalesce(b.b_3m_6m, 0) END,
-            CASE WHEN b.known THEN coalesce(b.b_6m_12m, 0) END,
-            CASE WHEN b.known THEN coalesce(b.b_1y_2y, 0) END,
-            CASE WHEN b.known THEN coalesce(b.b_2y_3y, 0) END,
-            CASE WHEN b.known THEN coalesce(b.b_3y_5y, 0) END,
-            CASE WHEN b.known THEN coalesce(b.b_5y_7y, 0) END,
-            CASE WHEN b.known THEN coalesce(b.b_7y_10y, 0) END,
-            CASE WHEN b.known THEN coalesce(b.gt_10y, 0) END
+            CASE WHEN b.known THEN coalesce(b.total, 0) END AS utxo_value_sat,
+            CASE WHEN b.known THEN coalesce(b.lt_1d, 0) END AS supply_lt_1d_sat,
+            CASE WHEN b.known THEN coalesce(b.b_1d_1w, 0) END AS supply_1d_1w_sat,
+            CASE WHEN b.known THEN coalesce(b.b_1w_1m, 0) END AS supply_1w_1m_sat,
+            CASE WHEN b.known THEN coalesce(b.b_1m_3m, 0) END AS supply_1m_3m_sat,
+            CASE WHEN b.known THEN coalesce(b.b_3m_6m, 0) END AS supply_3m_6m_sat,
+            CASE WHEN b.known THEN coalesce(b.b_6m_12m, 0) END AS supply_6m_12m_sat,
+            CASE WHEN b.known THEN coalesce(b.b_1y_2y, 0) END AS supply_1y_2y_sat,
+            CASE WHEN b.known THEN coalesce(b.b_2y_3y, 0) END AS supply_2y_3y_sat,
+            CASE WHEN b.known THEN coalesce(b.b_3y_5y, 0) END AS supply_3y_5y_sat,
+            CASE WHEN b.known THEN coalesce(b.b_5y_7y, 0) END AS supply_5y_7y_sat,
+            CASE WHEN b.known THEN coalesce(b.b_7y_10y, 0) END AS supply_7y_10y_sat,
+            CASE WHEN b.known THEN coalesce(b.gt_10y, 0) END AS supply_gt_10y_sat
         FROM core.btc_primitive_periods AS p
         LEFT JOIN bands AS b ON (p.bucket_start_utc AT TIME ZONE 'UTC')::date = b.day
-        WHERE p."interval" = '24h' AND p.bucket_start_utc BETWEEN $1 AND $2
-        ON CONFLICT (bucket_start_utc) DO UPDATE
-        SET utxo_value_sat = excluded.utxo_value_sat,
-            supply_lt_1d_sat = excluded.supply_lt_1d_sat,
-            supply_1d_1w_sat = excluded.supply_1d_1w_sat,
-            supply_1w_1m_sat = excluded.supply_1w_1m_sat,
-            supply_1m_3m_sat = excluded.supply_1m_3m_sat,
-            supply_3m_6m_sat = excluded.supply_3m_6m_sat,
-            supply_6m_12m_sat = excluded.supply_6m_12m_sat,
-            supply_1y_2y_sat = excluded.supply_1y_2y_sat,
-            supply_2y_3y_sat = excluded.supply_2y_3y_sat,
-            supply_3y_5y_sat = excluded.supply_3y_5y_sat,
-            supply_5y_7y_sat = excluded.supply_5y_7y_sat,
-            supply_7y_10y_sat = excluded.supply_7y_10y_sat,
-            supply_gt_10y_sat = excluded.supply_gt_10y_sat
-    $sql$, p_output) USING p_from, p_to;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    RETURN v_rows;
+        WHERE p."interval" = '24h' AND p.bucket_start_utc BETWEEN $2 AND $3
+    $sql$, p_interval, p_from, p_to);
 END
 $$;
 COMMENT ON FUNCTION core.metric_supply_age_bands(text, timestamptz, timestamptz, text) IS 'HODL waves: UTXO value at the end of each day by age band.';
@@ -584,16 +506,14 @@ CREATE OR REPLACE FUNCTION core.metric_holder_supply(
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
-DECLARE
-    v_rows bigint;
 BEGIN
     IF p_interval <> '24h' THEN
         RAISE EXCEPTION 'holder_supply is daily only (got %)', p_interval USING ERRCODE = '22023';
     END IF;
-    EXECUTE format($sql$
+    RETURN core.upsert_period_rows(p_output, $sql$
         WITH split AS (
             SELECT u.day, u.known, u.age_days, u.unspent_sat, c.close_price_usd AS created_close
-            FROM core.btc_unspent_by_created_day(($1 AT TIME ZONE 'UTC')::date, ($2 AT TIME ZONE 'UTC')::date) AS u
+            FROM core.btc_unspent_by_created_day(($2 AT TIME ZONE 'UTC')::date, ($3 AT TIME ZONE 'UTC')::date) AS u
             LEFT JOIN core.btc_daily_close AS c ON u.created_day = c.day
         ),
 
@@ -615,43 +535,28 @@ BEGIN
             GROUP BY s.day
         )
 
-        INSERT INTO core.%I AS t (
-            bucket_start_utc, utxo_value_sat, sth_supply_sat, lth_supply_sat, close_price_usd,
-            sth_realized_cap_usd, lth_realized_cap_usd, supply_in_profit_sat, supply_in_loss_sat
-        )
         SELECT
             p.bucket_start_utc,
-            CASE WHEN d.known THEN d.total END,
-            CASE WHEN d.known THEN d.sth END,
-            CASE WHEN d.known THEN d.lth END,
+            CASE WHEN d.known THEN d.total END AS utxo_value_sat,
+            CASE WHEN d.known THEN d.sth END AS sth_supply_sat,
+            CASE WHEN d.known THEN d.lth END AS lth_supply_sat,
             p.close_price_usd,
-            CASE WHEN d.known AND d.sth_unpriced = 0 THEN round(d.sth_usd, 8) END,
-            CASE WHEN d.known AND d.lth_unpriced = 0 THEN round(d.lth_usd, 8) END,
+            CASE WHEN d.known AND d.sth_unpriced = 0 THEN round(d.sth_usd, 8) END AS sth_realized_cap_usd,
+            CASE WHEN d.known AND d.lth_unpriced = 0 THEN round(d.lth_usd, 8) END AS lth_realized_cap_usd,
             CASE WHEN d.known AND p.close_price_usd IS NOT NULL AND d.sth_unpriced + d.lth_unpriced = 0 THEN (
                 SELECT coalesce(sum(a.amount), 0)
                 FROM unnest(d.closes, d.amounts) AS a (close, amount)
                 WHERE a.close < p.close_price_usd
-            ) END,
+            ) END AS supply_in_profit_sat,
             CASE WHEN d.known AND p.close_price_usd IS NOT NULL AND d.sth_unpriced + d.lth_unpriced = 0 THEN (
                 SELECT coalesce(sum(a.amount), 0)
                 FROM unnest(d.closes, d.amounts) AS a (close, amount)
                 WHERE a.close > p.close_price_usd
-            ) END
+            ) END AS supply_in_loss_sat
         FROM core.btc_priced_periods AS p
         LEFT JOIN per_day AS d ON (p.bucket_start_utc AT TIME ZONE 'UTC')::date = d.day
-        WHERE p."interval" = '24h' AND p.bucket_start_utc BETWEEN $1 AND $2
-        ON CONFLICT (bucket_start_utc) DO UPDATE
-        SET utxo_value_sat = excluded.utxo_value_sat,
-            sth_supply_sat = excluded.sth_supply_sat,
-            lth_supply_sat = excluded.lth_supply_sat,
-            close_price_usd = excluded.close_price_usd,
-            sth_realized_cap_usd = excluded.sth_realized_cap_usd,
-            lth_realized_cap_usd = excluded.lth_realized_cap_usd,
-            supply_in_profit_sat = excluded.supply_in_profit_sat,
-            supply_in_loss_sat = excluded.supply_in_loss_sat
-    $sql$, p_output) USING p_from, p_to;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    RETURN v_rows;
+        WHERE p."interval" = '24h' AND p.bucket_start_utc BETWEEN $2 AND $3
+    $sql$, p_interval, p_from, p_to);
 END
 $$;
 COMMENT ON FUNCTION core.metric_holder_supply(text, timestamptz, timestamptz, text) IS 'Long/short-term holder supply (155 days) and realized caps, supply in profit/loss, per day.';
