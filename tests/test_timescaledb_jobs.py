@@ -56,6 +56,8 @@ COMPRESSED = {
     "raw.btc_blocks_raw",
     "core.btc_primitive_block",
     "core.btc_block_fee_facts",
+    "core.btc_block_utxo_facts",
+    "core.btc_block_spent_by_day",
     "core.btc_primitive_10m",
     "core.mq_btc_price_10m",
     "raw.venue_candles",
