@@ -85,7 +85,7 @@ def mqnode_env(node: BitcoinNode, db_url: str, **extra: str) -> dict[str, str]:
 
 def clean_ingest(node: BitcoinNode, db_url: str, until: datetime) -> None:
     """`mqnode btc backfill --mode full --start-height 1 --until ISO` of the node's current chain into db_url."""
-    done = run_backfill(node, db_url, 2, "--until", until.isoformat())
+    done = run_backfill(node, db_url, 3, "--until", until.isoformat())  # as the followed run: prevouts too
     assert done.returncode == 0, f"backfill failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
 
 
