@@ -226,7 +226,7 @@ def map_block(block: Any) -> MappedBlock:
             values = [out["value"] for out in vout]
             total = sum(values, Decimal(0))
             scripts = [out["scriptPubKey"]["hex"] for out in vout]
-            kept = [(v, sc) for v, sc in zip(values, scripts, strict=True) if sc[:2] != "6a" and len(sc) <= 20_000]
+            kept = [(v, sc) for v, sc in zip(values, scripts, strict=True) if not _is_unspendable(sc)]
             kept_total = sum((v for v, _ in kept), Decimal(0))
             fee = None if is_coinbase else tx.get("fee")
             row = (
