@@ -10,11 +10,14 @@ For each node and verbosity: calls/s, MB/s of response and tx/s with 1 and `--co
 connections (http.client, one per thread), the raw block bytes (hex / 2) and the JSON bytes per raw
 byte; then the loader's fetch path (BitcoinRpc.iter_blocks with the mapper, 4 fetch threads as
 MQNODE_BTC_FETCH_WORKERS defaults to; and with 2 decode processes) with its stage seconds.
-`--save-raw DIR` writes the Core blocks' raw bytes (for --decoders); `--decoders DIR` only times raw-block
-decoding with whichever maintained libraries are importable (py-bitcoinkernel, bdkpython,
-python-bitcoinlib) on the blocks in DIR, and needs nothing else of the project.
+`--save-raw DIR` writes the Core blocks' raw bytes and their verbosity 2 replies (for --decoders);
+`--decoders DIR` only times raw-block decoding on the blocks in DIR against the loader's JSON path (map_block)
+on the same blocks, with whichever maintained libraries are importable: the columnar C loop of
+bench/raw_decode.c (built with cffi over libwally-core from the wallycore wheel and libbitcoinkernel from the
+py-bitcoinkernel wheel; its columns are first checked equal to the JSON path's rows on every block in DIR),
+py-bitcoinkernel, bdkpython, python-bitcoinlib; it needs no database or node.
 Usage: python -m bench.node [--connections 4] [--blocks 40] [--tx-per-block 3000] [--save-raw DIR]
-       python -m bench.node --decoders DIR
+       python -m bench.node --decoders DIR [--decode-blocks 5] [--decode-rounds 3]
 """
 
 from __future__ import annotations
@@ -150,34 +153,184 @@ def measure(label: str, port: int, auth: str, rpc, heights: list[int], connectio
     return out
 
 
-def decoders(directory: Path, limit: int) -> None:
-    """Raw-block decoding rates of the maintained libraries that are importable here (the last ``limit`` blocks)."""
+COLUMNS_CDEF = """
+typedef struct {
+    unsigned char *txid;
+    uint32_t *size, *weight, *n_in, *n_out, *utxo_count;
+    int64_t *out_value, *utxo_value, *utxo_script_bytes;
+    uint8_t *coinbase, *segwit;
+    unsigned char *prev_txid;
+    uint32_t *prev_vout, *prev_tx;
+    size_t max_tx, max_in, n_tx, n_spent;
+} mq_columns;
+int mq_init_wally(const char *path);
+int mq_init_kernel(const char *path);
+int mq_decode_wally(const unsigned char *raw, size_t len, mq_columns *c);
+int mq_decode_kernel(const unsigned char *raw, size_t len, mq_columns *c, int with_wally);
+"""
+
+
+class ColumnarDecoder:
+    """bench/raw_decode.c built with cffi: one C call per block fills arrays of the loader's columns (and the
+    block's spent outpoints) with libwally-core or libbitcoinkernel doing the decoding; ``rows`` turns them
+    into map_block's tx rows (fee None: it needs the prevouts) for the equality check and the Python cost."""
+
+    def __init__(self, build_dir: Path, max_block_bytes: int):
+        import importlib.util
+
+        import _wallycore  # the wallycore wheel: its extension exports libwally-core's C API
+        import cffi
+        import pbk  # the py-bitcoinkernel wheel: libbitcoinkernel.so
+
+        builder = cffi.FFI()
+        builder.cdef(COLUMNS_CDEF)
+        source = (Path(__file__).parent / "raw_decode.c").read_text()
+        builder.set_source("_mqnode_raw_decode", source, libraries=["dl"], extra_compile_args=["-O2"])
+        built = builder.compile(tmpdir=str(build_dir))
+        spec = importlib.util.spec_from_file_location("_mqnode_raw_decode", built)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        self.ffi, self.lib = module.ffi, module.lib
+        kernel = next((Path(pbk.__file__).parent / "_libs").glob("*bitcoinkernel*"))
+        if self.lib.mq_init_wally(_wallycore.__file__.encode()) or self.lib.mq_init_kernel(str(kernel).encode()):
+            raise RuntimeError("libwally-core or libbitcoinkernel: a symbol is missing")
+        max_tx, max_in = max_block_bytes // 60 + 1, max_block_bytes // 41 + 1  # smallest tx 60 B, input 41 B
+        self.c = c = self.ffi.new("mq_columns *")
+        self.arrays = []
+        for name, kind, n in (
+            ("txid", "unsigned char", 32 * max_tx),
+            *((f, "uint32_t", max_tx) for f in ("size", "weight", "n_in", "n_out", "utxo_count")),
+            *((f, "int64_t", max_tx) for f in ("out_value", "utxo_value", "utxo_script_bytes")),
+            ("coinbase", "uint8_t", max_tx),
+            ("segwit", "uint8_t", max_tx),
+            ("prev_txid", "unsigned char", 32 * max_in),
+            ("prev_vout", "uint32_t", max_in),
+            ("prev_tx", "uint32_t", max_in),
+        ):
+            self.arrays.append(array := self.ffi.new(f"{kind}[]", n))
+            setattr(c, name, array)
+        c.max_tx, c.max_in = max_tx, max_in
+
+    def decode(self, raw: bytes, library: str) -> int:
+        if library == "wally":
+            rc = self.lib.mq_decode_wally(raw, len(raw), self.c)
+        else:
+            rc = self.lib.mq_decode_kernel(raw, len(raw), self.c, int(library == "kernel+wally"))
+        if rc:
+            raise ValueError(f"{library}: block not decoded ({rc})")
+        return self.c.n_tx
+
+    def _column(self, name: str, code: str, count: int) -> list:
+        width = {"I": 4, "q": 8, "B": 1}[code]
+        return memoryview(self.ffi.buffer(getattr(self.c, name), count * width)).cast(code).tolist()
+
+    def rows(self, height: int) -> list[tuple]:
+        n = self.c.n_tx
+        txids = bytes(self.ffi.buffer(self.c.txid, 32 * n))
+        size, weight, n_in, n_out, utxo_count = (
+            self._column(f, "I", n) for f in ("size", "weight", "n_in", "n_out", "utxo_count")
+        )
+        out_value, utxo_value, utxo_bytes = (
+            self._column(f, "q", n) for f in ("out_value", "utxo_value", "utxo_script_bytes")
+        )
+        coinbase, segwit = self._column("coinbase", "B", n), self._column("segwit", "B", n)
+        return [
+            (height, i, txids[32 * i : 32 * i + 32], size[i], (weight[i] + 3) // 4, weight[i], coinbase[i] == 1)
+            + (segwit[i] == 1, n_in[i], n_out[i], out_value[i], None, utxo_count[i], utxo_value[i], utxo_bytes[i])
+            for i in range(n)
+        ]
+
+    def spent(self) -> list[tuple[bytes, int, int]]:
+        """(txid of the spent output in getblock's byte order, its index, index of the spending tx)"""
+        m = self.c.n_spent
+        txids = bytes(self.ffi.buffer(self.c.prev_txid, 32 * m))
+        vout, spender = self._column("prev_vout", "I", m), self._column("prev_tx", "I", m)
+        return [(txids[32 * k : 32 * k + 32][::-1], vout[k], spender[k]) for k in range(m)]
+
+
+def check_columnar(decoder: ColumnarDecoder, directory: Path) -> None:
+    """The columns of every saved block equal the JSON path's rows (fee aside) and its vin outpoints."""
+    import decimal
+
+    from app.btc.mapper import map_block
+
+    checked = 0
+    for path in sorted(directory.glob("*.bin")):
+        raw, block = path.read_bytes(), json.loads(path.with_suffix(".json").read_bytes(), parse_float=decimal.Decimal)
+        mapped = map_block(block["result"])
+        want = [row[:11] + (None,) + row[12:] for row in mapped.tx_rows]
+        spent = [
+            (bytes.fromhex(i["txid"]), i["vout"], t)
+            for t, tx in enumerate(block["result"]["tx"])
+            if t
+            for i in tx["vin"]
+        ]
+        for library in ("wally", "kernel+wally"):
+            decoder.decode(raw, library)
+            if decoder.rows(mapped.height) != want or decoder.spent() != spent:
+                raise AssertionError(f"{path.name}: {library} columns differ from the JSON path's rows")
+        checked += len(want)
+    print(f"columnar decoders (wally, kernel+wally): every column of {checked:,} tx equals the JSON path's rows")
+
+
+def decoders(directory: Path, limit: int, rounds: int) -> None:
+    """Raw-block decoding rates of the maintained libraries that are importable here (the last ``limit`` blocks),
+    each timed ``rounds`` times interleaved with the JSON path (CPU of this one thread)."""
+    import decimal
+    import gc
+    import tempfile
+
     blocks = [p.read_bytes() for p in sorted(directory.glob("*.bin"))[-limit:]]
+    replies = [p.with_suffix(".json").read_bytes() for p in sorted(directory.glob("*.bin"))[-limit:]]
     print(f"{len(blocks)} raw blocks, {sum(map(len, blocks)) / 1e6:.1f} MB (load average {load_average()})")
+    timings: list[tuple[str, object, list]] = []
 
-    def timed(name: str, decode, inputs: list | None = None) -> None:
-        started, cpu = time.perf_counter(), time.process_time()
-        tx = sum(decode(b) for b in (blocks if inputs is None else inputs))
-        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-        print(f"{name}: {tx:,} tx in {seconds:.2f}s = {tx / seconds:,.0f} tx/s; CPU {cpu / tx * 1e6:.1f} us/tx")
+    from app.btc.mapper import map_block
 
-    replies = [p.read_bytes() for p in sorted(directory.glob("*.json"))[-limit:]]
-    if replies:  # the JSON path of the loader on the same blocks: the reference of this run
-        import decimal
-        import gc
+    def json_path(reply: bytes) -> int:
+        return len(map_block(json.loads(reply.decode(), parse_float=decimal.Decimal)["result"]).tx_rows)
 
-        from app.btc.mapper import map_block
-
-        def json_path(reply: bytes) -> int:
-            return len(map_block(json.loads(reply.decode(), parse_float=decimal.Decimal)["result"]).tx_rows)
-
-        gc.disable()  # as the loader runs
-        timed(
+    timings.append(
+        (
             f"loader JSON path: json.loads(parse_float=Decimal) + map_block ({sum(map(len, replies)) / 1e6:.0f} MB)",
             json_path,
             replies,
         )
-        gc.enable()
+    )
+    v0_replies = [  # what getblock <hash> 0 answers, with the block's tx count
+        (json.dumps({"result": raw.hex(), "error": None, "id": 1}).encode(), len(json.loads(reply)["result"]["tx"]))
+        for raw, reply in zip(blocks, replies, strict=True)
+    ]
+
+    def v0_envelope(reply_and_count: tuple[bytes, int]) -> int:
+        bytes.fromhex(json.loads(reply_and_count[0])["result"])
+        return reply_and_count[1]
+
+    timings.append(
+        ("the v0 reply itself: json.loads + bytes.fromhex of the hex (no decoding)", v0_envelope, v0_replies)
+    )
+    build = tempfile.TemporaryDirectory()
+    try:
+        columnar = ColumnarDecoder(Path(build.name), max(map(len, blocks)))
+        check_columnar(columnar, directory)
+        for library, what in (
+            ("wally", "libwally-core: every column"),
+            ("kernel", "libbitcoinkernel: every column but weight, vsize and the segwit flag (no accessor)"),
+            ("kernel+wally", "libbitcoinkernel + libwally-core for weight and segwit: every column"),
+        ):
+            timings.append(
+                (f"C loop per block, {what}, in C arrays", lambda raw, lib=library: columnar.decode(raw, lib), blocks)
+            )
+        for library in ("wally", "kernel+wally"):
+
+            def with_rows(raw: bytes, lib: str = library) -> int:
+                columnar.decode(raw, lib)
+                columnar.spent()
+                return len(columnar.rows(0))
+
+            timings.append((f"C loop per block, {library}, + Python tx rows and spent outpoints", with_rows, blocks))
+    except ImportError as exc:
+        print(f"columnar decoders: {exc.name} not installed (cffi, wallycore and py-bitcoinkernel)")
     try:
         import pbk  # py-bitcoinkernel: Bitcoin Core's own libbitcoinkernel
 
@@ -188,7 +341,7 @@ def decoders(directory: Path, limit: int) -> None:
                 n += 1
             return n
 
-        timed("py-bitcoinkernel Block -> txid, output sum, input count, size", kernel)
+        timings.append(("py-bitcoinkernel Block -> txid, output sum, input count, size", kernel, blocks))
     except ImportError:
         print("py-bitcoinkernel: not installed")
     try:
@@ -203,7 +356,13 @@ def decoders(directory: Path, limit: int) -> None:
                 n += 1
             return n
 
-        timed("py-bitcoinkernel split + bdkpython Transaction -> txid, size, vsize, weight, output sum", kernel_bdk)
+        timings.append(
+            (
+                "py-bitcoinkernel split + bdkpython Transaction -> txid, size, vsize, weight, output sum",
+                kernel_bdk,
+                blocks,
+            )
+        )
     except ImportError:
         print("bdkpython + py-bitcoinkernel: not installed")
     try:
@@ -215,13 +374,25 @@ def decoders(directory: Path, limit: int) -> None:
                 _ = (tx.GetTxid(), sum(o.nValue for o in tx.vout), len(tx.vin))
             return len(block.vtx)
 
-        timed("python-bitcoinlib CBlock.deserialize -> txid, output sum", bitcoinlib)
+        timings.append(("python-bitcoinlib CBlock.deserialize -> txid, output sum", bitcoinlib, blocks))
     except ImportError:
         print("python-bitcoinlib: not installed")
-    started = time.perf_counter()
-    for raw in blocks:
-        bytes.fromhex(raw.hex())
-    print(f"bytes.fromhex of the hex (the RPC's verbosity 0 answer): {time.perf_counter() - started:.3f}s")
+    cpu_us: dict[str, list[float]] = {name: [] for name, _, _ in timings}
+    gc.disable()  # as the loader runs
+    for _ in range(rounds):
+        for name, decode, inputs in timings:
+            cpu = time.process_time()
+            tx = sum(decode(b) for b in inputs)
+            cpu_us[name].append((time.process_time() - cpu) / tx * 1e6)
+    gc.enable()
+    build.cleanup()
+    reference = min(cpu_us[timings[0][0]])
+    for name, figures in cpu_us.items():
+        print(
+            f"{name}: CPU {min(figures):.2f} us/tx (rounds: {', '.join(f'{f:.2f}' for f in figures)});"
+            f" {min(figures) / reference:.3f}x the JSON path"
+        )
+    print(f"load average {load_average()}")
 
 
 def main() -> None:
@@ -232,9 +403,10 @@ def main() -> None:
     parser.add_argument("--save-raw", type=Path)
     parser.add_argument("--decoders", type=Path, help="only time raw-block decoders on DIR/*.bin")
     parser.add_argument("--decode-blocks", type=int, default=5, help="with --decoders: the last N blocks of DIR")
+    parser.add_argument("--decode-rounds", type=int, default=3, help="with --decoders: interleaved timing rounds")
     args = parser.parse_args()
     if args.decoders:
-        decoders(args.decoders, args.decode_blocks)
+        decoders(args.decoders, args.decode_blocks, args.decode_rounds)
         return
 
     import tempfile
