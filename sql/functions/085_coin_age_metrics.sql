@@ -352,63 +352,183 @@ END
 $$;
 COMMENT ON FUNCTION core.metric_coin_days(text, timestamptz, timestamptz, text) IS 'Coin days destroyed, dormancy, cumulative CDD, UTXO coin days and liveliness per period.';
 
--- core.btc_unspent_by_created_day(p_from_day, p_to_day): for every UTC day T of [p_from_day, p_to_day] with
--- a stored block at or before its end, the UTXO set at the end of T (after its last block) split by the UTC
--- day its outputs were created: age_days = T - created_day (0 = created on T). known = the state after T's
--- last block is known from genesis with every creation time (else no split row, only known false). The
--- daily metrics below read it. Cost: every day x every earlier creation day and spend.
+-- The UTXO set at the end of each UTC day split by creation day, kept as per-day snapshots so the daily split
+-- metrics (supply_age_bands, holder_supply) cost per day the size of one day's split, not the whole history
+-- (revision 0014; docs/benchmarks.md "Coin-age daily split").
+--   core.btc_utxo_age_day   (day): the state the day ends in (its last block at or before the day's end,
+--                           that block's hash and utxo_value_x_created_epoch) and whether it is known;
+--   core.btc_utxo_age_split (day, created_day): unspent_sat = value created on created_day still unspent
+--                           at the end of day (one row per earlier day with a block, 0 when all spent).
+-- core.build_btc_utxo_age_days(p_from_day, p_to_day): (re)writes both for the days [p_from_day, p_to_day]:
+--   base = the split of p_from_day - 1: the stored snapshot when its recorded state is still the chain's
+--          (same last block, hash and utxo_value_x_created_epoch: a reorg or re-ingest below p_from_day
+--          changes one of them), else computed from the facts (every block's created value by day minus
+--          every spend by creation day up to that day: the one pass over history, when no snapshot is
+--          usable); the empty set when no block lies before p_from_day;
+--   day T = base + the outputs created on the days p_from_day..T (their block's UTC day) - the outputs
+--          spent on those days grouped by creation day (core.btc_block_spent_by_day): a running sum per
+--          creation day over the range, set-based;
+--   known = the state after T's last block is known from genesis with every creation time (as the metrics'
+--          core.btc_block_coin_age); unknown days and days before the first block get no split rows.
+-- Called by the two daily metric functions over their range before they read it (a reorg rewinds their
+-- checkpoints, so a reorg touching day D rebuilds from D on). Idempotent: re-running a range writes the same
+-- rows. Cost: the range's days x the creation days before them, plus the range's spends.
+CREATE OR REPLACE FUNCTION core.build_btc_utxo_age_days(p_from_day date, p_to_day date)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_from timestamptz := p_from_day::timestamp AT TIME ZONE 'UTC';
+    v_to timestamptz := (p_to_day + 1)::timestamp AT TIME ZONE 'UTC';
+    v_base_height bigint;
+    v_base_hash text;
+    v_base_epoch numeric;
+    v_snapshot boolean;
+    v_rows bigint;
+BEGIN
+    IF p_from_day > p_to_day THEN
+        RETURN 0;
+    END IF;
+    -- One writer at a time (both daily metrics call it; the lane runs them one after the other).
+    PERFORM pg_advisory_xact_lock(hashtext('core.build_btc_utxo_age_days'));
+
+    -- The state the day before the range ends in: its last block.
+    SELECT pb.height, pb.block_hash, f.utxo_value_x_created_epoch
+    INTO v_base_height, v_base_hash, v_base_epoch
+    FROM core.btc_primitive_block AS pb
+    LEFT JOIN core.btc_block_utxo_facts AS f ON pb.height = f.height
+    WHERE pb.bucket_start_utc < v_from
+    ORDER BY pb.bucket_start_utc DESC, pb.height DESC
+    LIMIT 1;
+
+    CREATE TEMP TABLE IF NOT EXISTS pg_temp.utxo_age_base (
+        created_day date PRIMARY KEY,
+        unspent_sat bigint NOT NULL
+    ) ON COMMIT DROP;
+    TRUNCATE pg_temp.utxo_age_base;
+
+    IF v_base_height IS NOT NULL AND v_base_epoch IS NOT NULL THEN
+        SELECT EXISTS (
+            SELECT 1 FROM core.btc_utxo_age_day AS d
+            WHERE d.day = p_from_day - 1 AND d.known AND d.state_height = v_base_height
+              AND d.state_hash = v_base_hash AND d.state_value_x_created_epoch = v_base_epoch
+        ) INTO v_snapshot;
+        IF v_snapshot THEN
+            INSERT INTO pg_temp.utxo_age_base
+            SELECT s.created_day, s.unspent_sat FROM core.btc_utxo_age_split AS s WHERE s.day = p_from_day - 1;
+        ELSE
+            INSERT INTO pg_temp.utxo_age_base
+            SELECT m.created_day, sum(m.value_sat)::bigint
+            FROM (
+                SELECT b.day AS created_day, b.created_utxo_value_sat AS value_sat
+                FROM core.btc_block_coin_age AS b
+                WHERE b.bucket_start_utc < v_from
+                UNION ALL
+                SELECT s.created_day, -s.value_sat
+                FROM core.btc_block_spent_by_day AS s
+                INNER JOIN core.btc_primitive_block AS pb ON s.spend_height = pb.height
+                WHERE pb.bucket_start_utc < v_from
+            ) AS m
+            GROUP BY m.created_day;
+        END IF;
+    END IF;
+
+    DELETE FROM core.btc_utxo_age_split WHERE day BETWEEN p_from_day AND p_to_day;
+    DELETE FROM core.btc_utxo_age_day WHERE day BETWEEN p_from_day AND p_to_day;
+
+    -- Every day of the range with the state it ends in (heights rise with days: a running max).
+    INSERT INTO core.btc_utxo_age_day (day, state_height, state_hash, state_value_x_created_epoch, known)
+    WITH tops AS (
+        SELECT b.day, max(b.height) AS top
+        FROM core.btc_block_coin_age AS b
+        WHERE b.bucket_start_utc >= v_from AND b.bucket_start_utc < v_to
+        GROUP BY b.day
+    ),
+
+    states AS (
+        SELECT g.day::date AS day, coalesce(max(t.top) OVER (ORDER BY g.day), v_base_height) AS state_height
+        FROM generate_series(p_from_day, p_to_day, INTERVAL '1 day') AS g (day)
+        LEFT JOIN tops AS t ON g.day::date = t.day
+    )
+
+    SELECT
+        s.day,
+        s.state_height,
+        pb.block_hash,
+        f.utxo_value_x_created_epoch,
+        coalesce(f.utxo_value_x_created_epoch IS NOT NULL, false)
+        -- The base must be known too (it is when the state is: the state is known from genesis).
+        AND (v_base_height IS NULL OR v_base_epoch IS NOT NULL)
+    FROM states AS s
+    LEFT JOIN core.btc_primitive_block AS pb ON s.state_height = pb.height
+    LEFT JOIN core.btc_block_utxo_facts AS f ON s.state_height = f.height;
+
+    INSERT INTO core.btc_utxo_age_split (day, created_day, unspent_sat)
+    WITH deltas AS (
+        SELECT b.day, b.day AS created_day, b.created_utxo_value_sat AS value_sat
+        FROM core.btc_block_coin_age AS b
+        WHERE b.bucket_start_utc >= v_from AND b.bucket_start_utc < v_to
+        UNION ALL
+        SELECT b.day, s.created_day, -s.value_sat
+        FROM core.btc_block_spent_by_day AS s
+        INNER JOIN core.btc_block_coin_age AS b ON s.spend_height = b.height
+        WHERE b.bucket_start_utc >= v_from AND b.bucket_start_utc < v_to
+    ),
+
+    per_day AS (
+        SELECT d.day, d.created_day, sum(d.value_sat) AS value_sat
+        FROM deltas AS d
+        GROUP BY d.day, d.created_day
+    ),
+
+    created_days AS (
+        SELECT b.created_day, b.unspent_sat AS base_sat, p_from_day AS first_day
+        FROM pg_temp.utxo_age_base AS b
+        UNION ALL
+        SELECT p.created_day, 0, p.created_day
+        FROM per_day AS p
+        WHERE p.day = p.created_day
+    ),
+
+    grid AS (
+        SELECT
+            d.day,
+            d.known,
+            c.created_day,
+            c.base_sat + sum(coalesce(p.value_sat, 0)) OVER (PARTITION BY c.created_day ORDER BY d.day)
+                AS unspent_sat
+        FROM core.btc_utxo_age_day AS d
+        INNER JOIN created_days AS c ON d.day >= c.first_day
+        LEFT JOIN per_day AS p ON d.day = p.day AND c.created_day = p.created_day
+        WHERE d.day BETWEEN p_from_day AND p_to_day
+    )
+
+    SELECT g.day, g.created_day, g.unspent_sat
+    FROM grid AS g
+    WHERE g.known;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+COMMENT ON FUNCTION core.build_btc_utxo_age_days(date, date) IS 'Per-day snapshots of the UTXO set split by creation day for a day range, from the previous day''s snapshot and the range''s creations and spends (idempotent).';
+
+-- core.btc_unspent_by_created_day(p_from_day, p_to_day): for every UTC day T of [p_from_day, p_to_day] built
+-- by core.build_btc_utxo_age_days, the UTXO set at the end of T split by the UTC day its outputs were created:
+-- age_days = T - created_day (0 = created on T); known false (one row, no split) where the state is unknown
+-- or no block lies at or before T. The daily metrics below read it after building their range.
 CREATE OR REPLACE FUNCTION core.btc_unspent_by_created_day(p_from_day date, p_to_day date)
 RETURNS TABLE (day date, known boolean, created_day date, age_days integer, unspent_sat bigint)
 LANGUAGE sql STABLE
 AS $$
-    WITH days AS (
-        SELECT
-            g.day::date AS day,
-            (SELECT b.utxo_value_x_created_epoch IS NOT NULL
-             FROM core.btc_block_coin_age AS b
-             WHERE b.day <= g.day::date
-             ORDER BY b.height DESC LIMIT 1) AS known
-        FROM generate_series(p_from_day, p_to_day, INTERVAL '1 day') AS g (day)
-    ),
-
-    created AS (
-        SELECT b.day, sum(b.created_utxo_value_sat) AS value_sat
-        FROM core.btc_block_coin_age AS b
-        WHERE b.day <= p_to_day
-        GROUP BY b.day
-    ),
-
-    spent AS (
-        SELECT b.day AS spend_day, s.created_day, sum(s.value_sat) AS value_sat
-        FROM core.btc_block_spent_by_day AS s
-        INNER JOIN core.btc_block_coin_age AS b ON s.spend_height = b.height
-        WHERE b.day <= p_to_day
-        GROUP BY b.day, s.created_day
-    ),
-
-    moves AS (
-        SELECT d.day, c.day AS created_day, c.value_sat
-        FROM days AS d
-        INNER JOIN created AS c ON c.day <= d.day
-        WHERE d.known
-        UNION ALL
-        SELECT d.day, s.created_day, -s.value_sat
-        FROM days AS d
-        INNER JOIN spent AS s ON s.spend_day <= d.day
-        WHERE d.known
-    )
-
-    SELECT d.day, true, m.created_day, (d.day - m.created_day)::integer, sum(m.value_sat)::bigint
-    FROM days AS d
-    INNER JOIN moves AS m ON d.day = m.day
-    WHERE d.known
-    GROUP BY d.day, m.created_day
+    SELECT s.day, true, s.created_day, (s.day - s.created_day)::integer, s.unspent_sat
+    FROM core.btc_utxo_age_split AS s
+    WHERE s.day BETWEEN p_from_day AND p_to_day
     UNION ALL
     SELECT d.day, false, NULL::date, NULL::integer, NULL::bigint
-    FROM days AS d
-    WHERE d.known IS NOT true
+    FROM core.btc_utxo_age_day AS d
+    WHERE d.day BETWEEN p_from_day AND p_to_day AND NOT d.known
 $$;
-COMMENT ON FUNCTION core.btc_unspent_by_created_day(date, date) IS 'The UTXO set at the end of each day split by creation day (what age bands, LTH/STH read).';
+COMMENT ON FUNCTION core.btc_unspent_by_created_day(date, date) IS 'The UTXO set at the end of each day split by creation day (what age bands, LTH/STH read), from the per-day snapshots.';
 
 -- core.btc_age_band(p_age_days): the age band of a coin created age_days UTC days before the day it is
 -- counted on (0: that day): <1d (0), 1d-1w (1-6), 1w-1m (7-29), 1-3m (30-89), 3-6m (90-179), 6-12m (180-364),
@@ -435,6 +555,7 @@ $$;
 
 -- core.metric_supply_age_bands (24h only): the UTXO value at the end of each day by age band
 -- (core.btc_age_band of the creation day); the bands sum to utxo_value_sat. NULL when the state is unknown.
+-- Builds the range's per-day snapshots first (core.build_btc_utxo_age_days), then reads them.
 CREATE OR REPLACE FUNCTION core.metric_supply_age_bands(
     p_interval text, p_from timestamptz, p_to timestamptz, p_output text
 )
@@ -445,6 +566,7 @@ BEGIN
     IF p_interval <> '24h' THEN
         RAISE EXCEPTION 'supply_age_bands is daily only (got %)', p_interval USING ERRCODE = '22023';
     END IF;
+    PERFORM core.build_btc_utxo_age_days((p_from AT TIME ZONE 'UTC')::date, (p_to AT TIME ZONE 'UTC')::date);
     RETURN core.upsert_period_rows(p_output, $sql$
         WITH split AS (
             SELECT u.day, u.known, core.btc_age_band(u.age_days) AS band, u.unspent_sat
@@ -499,7 +621,8 @@ COMMENT ON FUNCTION core.metric_supply_age_bands(text, timestamptz, timestamptz,
 -- fewer than 155 days before: age_days < 155) and long-term (age_days >= 155), the realized cap of each
 -- (value x creation-day close), and supply in profit / in loss: coins whose creation-day close is below /
 -- above the day's close (equal: neither). NULL when the state is unknown; USD and profit/loss NULL when a
--- needed close is missing.
+-- needed close is missing. Builds the range's per-day snapshots first (core.build_btc_utxo_age_days); the
+-- closes are joined when read, so a revised close needs no rebuild of the snapshots.
 CREATE OR REPLACE FUNCTION core.metric_holder_supply(
     p_interval text, p_from timestamptz, p_to timestamptz, p_output text
 )
@@ -510,6 +633,7 @@ BEGIN
     IF p_interval <> '24h' THEN
         RAISE EXCEPTION 'holder_supply is daily only (got %)', p_interval USING ERRCODE = '22023';
     END IF;
+    PERFORM core.build_btc_utxo_age_days((p_from AT TIME ZONE 'UTC')::date, (p_to AT TIME ZONE 'UTC')::date);
     RETURN core.upsert_period_rows(p_output, $sql$
         WITH split AS (
             SELECT u.day, u.known, u.age_days, u.unspent_sat, c.close_price_usd AS created_close

@@ -8,8 +8,8 @@ COMMENT ON VIEW api.btc_primitive_10m IS 'The continuous 10m on-chain backbone (
 -- The 1h/24h backbone: the chain rollups with the price of the same period joined from the price rollups
 -- (their close is the one close of the interval) and market_cap_usd = core.market_cap_usd(supply at the
 -- period's end, that close). NULL prices where the period has none.
--- api fields of core.btc_primitive_1h by sql/aggregates/050_btc_primitive_1h_v2.sql: *
--- api fields of api.btc_primitive_1h by sql/aggregates/050_btc_primitive_1h_v2.sql: bucket_start_utc
+-- api fields of core.btc_primitive_1h by sql/aggregates/070_btc_primitive_1h_v3.sql: *
+-- api fields of api.btc_primitive_1h by sql/aggregates/070_btc_primitive_1h_v3.sql: bucket_start_utc
 -- api fields of api.btc_primitive_1h: market_cap_usd
 CREATE OR REPLACE VIEW api.btc_primitive_1h AS
 SELECT
@@ -23,8 +23,8 @@ FROM core.btc_primitive_1h AS h
 LEFT JOIN core.mq_btc_price_1h AS m ON h.bucket_start_utc = m.bucket_start_utc;
 COMMENT ON VIEW api.btc_primitive_1h IS 'Hourly rollup of btc_primitive_10m: flows summed, states of the last 10m bucket, means from summed parts; prices from mq_btc_price_1h.';
 
--- api fields of core.btc_primitive_24h by sql/aggregates/060_btc_primitive_24h_v2.sql: *
--- api fields of api.btc_primitive_24h by sql/aggregates/060_btc_primitive_24h_v2.sql: bucket_start_utc
+-- api fields of core.btc_primitive_24h by sql/aggregates/080_btc_primitive_24h_v3.sql: *
+-- api fields of api.btc_primitive_24h by sql/aggregates/080_btc_primitive_24h_v3.sql: bucket_start_utc
 -- api fields of api.btc_primitive_24h: market_cap_usd
 CREATE OR REPLACE VIEW api.btc_primitive_24h AS
 SELECT
