@@ -4,7 +4,8 @@ Three kinds of block share one record type:
 - recorded: a getblock verbosity-2 JSON file served as recorded (confirmations/nextblockhash recomputed);
 - raw: a real serialized block, decoded; fees and prevouts come from a UTXO map kept while connecting
   blocks contiguous from genesis (unknown prevouts -> no `fee`, like a node without undo data);
-- synthetic: generated deterministically from (seed, branch, height) and regenerated when rendered.
+- synthetic: generated deterministically from (seed, branch, height) and the chain below (synthetic.py):
+  inputs spend earlier outputs of the block's own branch; kept as compact arrays, bytes derived when rendered.
 """
 
 from __future__ import annotations
@@ -172,6 +173,7 @@ class SimChain:
         cache_blocks: int = 256,
         network: str = "main",
         render_dir: Path | None = None,
+        spacing: int = synthetic.DEFAULT_SPACING,
     ):
         if network not in synthetic.HALVING_INTERVAL:
             raise ValueError(f"unknown network {network!r}: one of {', '.join(synthetic.HALVING_INTERVAL)}")
@@ -179,6 +181,8 @@ class SimChain:
         self.halving_interval = synthetic.HALVING_INTERVAL[network]
         self.seed = seed
         self.txs_per_block = txs_per_block
+        self.spacing = spacing  # mean seconds between synthetic blocks (their coin ages are drawn in seconds)
+        self._pool = 0  # unspent outputs of the active chain's synthetic blocks (a chain from genesis fans out below)
         self.by_height: dict[int, SimBlock] = {}
         self.by_hash: dict[str, SimBlock] = {}
         self.lock = threading.RLock()
@@ -354,6 +358,7 @@ class SimChain:
                 height = parent.height + 1 if parent else (start_height or 0)
                 block = self._make_synthetic(height, parent, start_time, None)
                 if block.time > until:
+                    self._undo_spends(block)
                     break
                 self._connect(block)
                 hashes.append(block.hash)
@@ -371,7 +376,7 @@ class SimChain:
         key = f"{self.seed}:{branch}:{height}"
         n_tx = txs_per_block or self.txs_per_block
         if parent is not None:
-            spacing = synthetic.block_spacing(key)
+            spacing = synthetic.block_spacing(key, self.spacing)
             block_time = max(parent.time + spacing, parent.mediantime + 1)
             bits = parent.bits
             prev_hash = parent.hash
@@ -379,8 +384,17 @@ class SimChain:
             block_time = start_time if start_time is not None else synthetic.DEFAULT_START_TIME
             bits = synthetic.DEFAULT_BITS
             prev_hash = None if height == 0 else display_hash(dsha256(f"parent-of:{key}".encode()))
-        body = synthetic.generate_body(key, height, n_tx, self.halving_interval)
-        merkle = synthetic.body_merkle_root(body)
+        if parent is not None and parent.kind == "synthetic":
+            first, prehistory = parent.payload.first, parent.payload.prehistory
+        else:  # a new segment: from nothing (above genesis: with a pre-history) or on recorded / raw blocks
+            first, prehistory, self._pool = height, parent is None and height > 0, 0
+        spender = synthetic.Spender(
+            height, first, prehistory, self.spacing, self._pool, lambda h: self.by_height[h].payload
+        )
+        body = synthetic.generate_block(key, height, n_tx, spender, self.halving_interval)
+        body.first, body.prehistory = first, prehistory
+        self._pool += body.unspent - spender.taken
+        merkle = body.merkle_root()
         nonce = int.from_bytes(dsha256(key.encode())[:4], "little")
         block = SimBlock(
             height=height,
@@ -391,15 +405,27 @@ class SimChain:
             time=block_time,
             bits=bits,
             nonce=nonce,
-            n_tx=len(body.txs),
+            n_tx=body.n_tx,
             size=body.block_size,
             stripped_size=body.stripped_size,
             weight=body.stripped_size * 3 + body.block_size,
             kind="synthetic",
-            payload=(key, n_tx),
+            payload=body,
         )
         block.hash = display_hash(dsha256(bytes.fromhex(block.header_hex())))
         return block
+
+    def _undo_spends(self, block: SimBlock) -> None:
+        """The active tip's synthetic block leaves (or never joins) the chain: its spent outputs are unspent
+        again in their blocks (its ancestors, still on the active chain)."""
+        data = block.payload
+        for height, index in zip(data.in_height, data.in_index, strict=True):
+            if index >= 0 and height != data.height:
+                source = self.by_height[height].payload
+                source.spent[index] = 0
+                source.unspent += 1
+                self._pool += 1
+        self._pool -= data.unspent
 
     def mine(self, n: int = 1, now: int | None = None) -> list[str]:
         """Mine n synthetic blocks on the tip, with block time = max(now, parent time + 1)."""
@@ -421,7 +447,9 @@ class SimChain:
             tip = self.tip_height
             if depth < 1 or depth > tip - min(self.by_height):
                 raise RpcFailure(-8, f"reorg depth {depth} out of range")
-            for h in range(tip - depth + 1, tip + 1):
+            for h in range(tip, tip - depth, -1):
+                if self.by_height[h].kind == "synthetic":
+                    self._undo_spends(self.by_height[h])
                 del self.by_height[h]  # stays in by_hash: a stale block (confirmations -1)
             self.branch += 1
             self._cache.clear()
@@ -522,9 +550,7 @@ class SimChain:
                 raw_tx_json(tx, block.fees[i], block.prevouts[i], verbosity) for i, tx in enumerate(block.payload.txs)
             ]
         else:
-            key, n_tx = block.payload
-            body = synthetic.generate_body(key, block.height, n_tx, self.halving_interval)
-            txs = synthetic.render_txs(body, verbosity)
+            txs = synthetic.render_txs(block.payload, verbosity, self._ancestry(block))
         ordered = {
             k: result[k]
             for k in (
@@ -561,10 +587,17 @@ class SimChain:
             if hex_file is None:
                 raise RpcFailure(-1, "raw block data not recorded for this block")
             return hex_file.read_text().strip()
-        key, n_tx = block.payload
-        return synthetic.raw_block_hex(
-            block.header_hex(), synthetic.generate_body(key, block.height, n_tx, self.halving_interval)
-        )
+        return synthetic.raw_block_hex(block.header_hex(), block.payload)
+
+    def _ancestry(self, block: SimBlock):
+        """h -> the synthetic data of the block's ancestor at height h (a stale block's branch until it meets the
+        active chain, then the active chain)."""
+        stale: dict[int, SimBlock] = {}
+        b: SimBlock | None = block
+        while b is not None and self.by_height.get(b.height) is not b:
+            stale[b.height] = b
+            b = self.by_hash.get(b.prev_hash) if b.prev_hash else None
+        return lambda h: (stale.get(h) or self.by_height[h]).payload
 
     def blockchain_info(self) -> dict[str, Any]:
         with self.lock:

@@ -119,7 +119,7 @@ class SimNodeServer:
         if method == "getblockchaininfo":
             return dumps(chain.blockchain_info()).encode()
         if method == "getnetworkinfo":
-            return dumps(network_info(chain)).encode()
+            return dumps(NETWORK_INFO).encode()
         if method == "simmine":
             return json.dumps(chain.mine(args[0])).encode()
         if method == "simreorg":
@@ -134,11 +134,9 @@ class SimNodeServer:
             ).encode()
 
 
-# getnetworkinfo: the version fields of the Bitcoin Core sim-node imitates (it serves getblock verbosity 3,
-# which the loader asks for from Core 23.0 on). A chain holding synthetic blocks reports Core 22 instead: their
-# inputs' prevouts are made up (right values, outputs that never existed), so a loader must not build a UTXO
-# set or coin-age metrics from them and reads them at verbosity 2 (those stay NULL); recorded and raw chains
-# (prevouts from the UTXO set sim-node keeps) report 29.
+# getnetworkinfo: the version fields of the Bitcoin Core sim-node imitates: 29, so a loader reads getblock at
+# verbosity 3 (from Core 23.0 on), whose prevouts sim-node gives for every kind of chain (raw: from the UTXO set
+# it keeps; synthetic: the real earlier outputs their inputs spend, synthetic.py).
 NETWORK_INFO = {
     "version": 290000,
     "subversion": "/Satoshi:29.0.0(sim-node)/",
@@ -156,14 +154,6 @@ NETWORK_INFO = {
     "localaddresses": [],
     "warnings": [],
 }
-
-
-def network_info(chain: SimChain) -> dict[str, Any]:
-    with chain.lock:
-        synthetic = any(b.kind == "synthetic" for b in chain.by_height.values())
-    if not synthetic:
-        return NETWORK_INFO
-    return {**NETWORK_INFO, "version": 220000, "subversion": "/Satoshi:22.0.0(sim-node synthetic)/"}
 
 
 # Core's methods that sim-node serves (help: the first lines of Core's `help <method>`), then its own.
@@ -311,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", help="instead of --count: synthetic blocks while their time is <= this ISO time (or 'now')"
     )
     parser.add_argument("--txs-per-block", type=int, default=2500)
+    parser.add_argument(
+        "--block-spacing",
+        type=int,
+        default=600,
+        help="mean seconds between synthetic blocks (their coins' ages are drawn in seconds: a short chain of"
+        " long spacing holds coins of many age bands)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mine-every", type=float, help="mine one synthetic block every SECONDS")
     parser.add_argument("--cache-blocks", type=int, default=256, help="rendered getblock responses kept")
@@ -337,6 +334,7 @@ def build_chain(args: argparse.Namespace) -> SimChain:
         cache_blocks=args.cache_blocks,
         network=args.chain,
         render_dir=args.render_cache,
+        spacing=args.block_spacing,
     )
     for directory in args.blocks_dir:
         files = sorted(directory.glob("*.json"))
