@@ -139,20 +139,159 @@ def test_reorg_across_old_coin_spends_equals_a_clean_ingest(old_chain, node, new
         compare_with_reference(conn, ledger_of(node))
 
 
-def test_a_chain_stored_from_above_genesis_seeds_the_utxo_set_from_the_node(old_chain, node, db_url):
+def burnt_and_undated(node: BitcoinNode, start: int) -> tuple[int, dict[int, int]]:
+    """From Core's blocks (getblock 3), independently of MQNODE: the value paid to unspendable outputs at heights
+    1..start-1 (OP_RETURN or scripts over 10,000 bytes: issued, never in the UTXO set) and, per block from
+    start on, how many of its inputs spend an output created below start (no creation time on a chain stored
+    from start). Every coinbase of this chain claims its subsidy and fees, so nothing else is burnt."""
+    burnt, undated = 0, {}
+    for height in range(1, node.rpc("getblockcount") + 1):
+        block = node.rpc("getblock", node.rpc("getblockhash", height), 3)
+        if height < start:
+            for tx in block["tx"]:
+                for out in tx["vout"]:
+                    script = out["scriptPubKey"]["hex"]
+                    if script.startswith("6a") or len(script) > 20_000:
+                        burnt += int(Decimal(str(out["value"])) * SAT)
+        else:
+            n = sum(1 for tx in block["tx"] for i in tx["vin"] if "prevout" in i and i["prevout"]["height"] < start)
+            if n:
+                undated[height] = n
+    return burnt, undated
+
+
+def q8(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.00000001"), rounding="ROUND_HALF_UP")
+
+
+def test_a_chain_stored_from_above_genesis_seeds_the_utxo_set_and_the_supply_from_the_node(
+    old_chain, node, server_url, new_server_db
+):
+    """A chain stored from height 200 (the node's gettxoutsetinfo at 199 as its base) against the same chain
+    stored from height 1: UTXO set equal at every height; supply lower by exactly the value burnt below 200, so
+    market cap and NVT are known (not NULL) and follow from it; realized cap and MVRV NULL (incomplete), SOPR
+    and CDD equal wherever no block of the period spends a coin created below 200 and NULL where one does;
+    core.btc_coin_age_coverage says so."""
     start = 200
     wait_until(lambda: node.rpc("getindexinfo").get("coinstatsindex", {}).get("synced"), timeout=120)
-    result = run_backfill(node, db_url, 3, "--start-height", str(start))
+    seeded, full = server_url, new_server_db()
+    result = run_backfill(node, seeded, 3, "--start-height", str(start))
     assert result.returncode == 0, result.stderr[-4000:]
+    assert run_backfill(node, full, 3).returncode == 0
+    price_and_run_metrics(seeded)
+    price_and_run_metrics(full)
     tip = old_chain.tip_height
-    with psycopg.connect(db_url) as conn:
-        seed = conn.execute("SELECT height, utxo_count, source FROM core.btc_utxo_seed").fetchall()
-        assert seed == [(start - 1, node.rpc("gettxoutsetinfo", "none", start - 1, True)["txouts"], "gettxoutsetinfo")]
+    below = node.rpc("gettxoutsetinfo", "none", start - 1, True)
+    below_amount = int(Decimal(str(below["total_amount"])) * SAT)
+    burnt, undated = burnt_and_undated(node, start)
+    assert burnt > 0 and len(undated) > 3  # the chain burns value below 200 and spends old coins above it
+
+    def per_height(url: str, query: str) -> dict[int, tuple]:
+        with psycopg.connect(url) as conn:
+            return {r[0]: r[1:] for r in conn.execute(query)}
+
+    facts = (
+        "SELECT f.height, f.utxo_count_total, f.utxo_value_total_sat, f.utxo_bogo_total_bytes, f.spent_undated_count,"
+        " p.cumulative_supply_sat FROM core.btc_block_utxo_facts AS f JOIN core.btc_primitive_block AS p USING (height)"
+    )
+    got, ref = per_height(seeded, facts), per_height(full, facts)
+    assert sorted(got) == list(range(start, tip + 1)) and sorted(ref) == list(range(1, tip + 1))
+    # The genesis-synced node's supply is what was issued; its UTXO value (Core's total_amount) is lower by the
+    # value burnt so far.
+    assert ref[start - 1][1] == below_amount and ref[start - 1][4] - below_amount == burnt
+    for height in range(start, tip + 1):
+        assert got[height][:3] == ref[height][:3], height  # UTXO count, value, bogosize: equal
+        assert got[height][4] == ref[height][4] - burnt, height  # supply: seeded from total_amount at 199
+        assert got[height][3] == undated.get(height, 0), height
+
+    with psycopg.connect(seeded) as conn:
+        seed = conn.execute("SELECT height, utxo_count, utxo_value_sat, source FROM core.btc_utxo_seed").fetchall()
+        assert seed == [(start - 1, below["txouts"], below_amount, "gettxoutsetinfo")]
         compare_with_core(conn, node, [start, start + 37, tip])
         (complete_from,) = conn.execute("SELECT core.btc_coin_age_complete_from()").fetchone()
         assert complete_from is None  # the inherited coins have no creation time
-        price_and_run_metrics(db_url)
-        (caps,) = conn.execute("SELECT count(realized_cap_usd) FROM core.btc_realized_cap_24h").fetchone()
-        assert caps == 0
+        (coverage,) = conn.execute("SELECT to_jsonb(c) FROM api.btc_coin_age_coverage AS c").fetchone()
+        assert coverage == {
+            "first_stored_height": start,
+            "tip_height": tip,
+            "utxo_seed_height": start - 1,
+            "supply_seed_sat": below_amount,
+            "supply_from_height": start,
+            "utxo_set_from_height": start,
+            "state_complete_from_height": None,
+            "state_complete_through_height": None,
+            "flows_complete_from_height": max(undated) + 1,
+            "undated_flow_block_count": len(undated),
+        }
+        caps = conn.execute(
+            "SELECT count(*), count(market_cap_usd), count(realized_cap_usd), count(mvrv), count(nupl)"
+            " FROM core.btc_realized_cap_24h"
+        ).fetchone()
+        assert caps[0] > 30 and caps[1:] == (caps[0], 0, 0, 0)  # market cap known; realized cap and MVRV not
         (bands,) = conn.execute("SELECT count(supply_lt_1d_sat) FROM core.btc_supply_age_bands_24h").fetchone()
         assert bands == 0
+    with psycopg.connect(full) as conn:
+        (coverage,) = conn.execute("SELECT to_jsonb(c) FROM api.btc_coin_age_coverage AS c").fetchone()
+        assert coverage == {
+            "first_stored_height": 1,
+            "tip_height": tip,
+            "utxo_seed_height": None,
+            "supply_seed_sat": None,
+            "supply_from_height": 1,
+            "utxo_set_from_height": 1,
+            "state_complete_from_height": 1,
+            "state_complete_through_height": tip,
+            "flows_complete_from_height": 1,
+            "undated_flow_block_count": 0,
+        }
+        (mvrv,) = conn.execute("SELECT count(*) FILTER (WHERE mvrv IS NULL) FROM core.btc_realized_cap_24h").fetchone()
+        assert mvrv == 0  # stored from height 1, its supply and realized cap are known everywhere
+
+    # Market cap and NVT at 10m, 1h and 24h: known on every period, from the seeded supply.
+    for interval in ("10m", "1h", "24h"):
+        query = (
+            "SELECT c.bucket_start_utc, p.best_block_height_last,"
+            " (SELECT coalesce(min(b.height), -1) FROM core.btc_primitive_block AS b"
+            f"  WHERE core.period_start('{interval}', b.bucket_start_utc) = c.bucket_start_utc),"
+            " c.supply_total_sat, c.close_price_usd, c.market_cap_usd, n.transferred_value_usd, n.nvt_raw"
+            f" FROM core.btc_market_cap_{interval} AS c JOIN api.btc_primitive_{interval} AS p USING (bucket_start_utc)"
+            f" JOIN core.btc_nvt_{interval} AS n USING (bucket_start_utc) ORDER BY 1"
+        )
+        mine, theirs = per_height(seeded, query), per_height(full, query)
+        assert len(mine) > 3, interval
+        moved = 0
+        for bucket, (top, _first, supply, close, cap, moved_usd, nvt) in mine.items():
+            assert supply is not None and cap is not None, (interval, bucket)
+            assert (top, close) == theirs[bucket][:1] + theirs[bucket][3:4], (interval, bucket)
+            assert supply == theirs[bucket][2] - burnt, (interval, bucket)
+            assert cap == q8(Decimal(supply) / SAT * close), (interval, bucket)
+            if theirs[bucket][1] >= start and moved_usd:  # no block of the period below 200 on either node
+                assert moved_usd == theirs[bucket][5] and nvt is not None, (interval, bucket)
+                assert nvt == q8(cap / moved_usd), (interval, bucket)
+                moved += 1
+        assert moved > 3, interval
+
+    # SOPR and CDD per day and per 10m: equal to the genesis-synced node's where the period spends no coin
+    # created below 200, NULL where it does (never a wrong value).
+    for interval in ("10m", "24h"):
+        query = (
+            "SELECT s.bucket_start_utc, s.sopr, s.asopr, s.realized_profit_usd, d.cdd, d.dormancy,"
+            " (SELECT coalesce(sum(f.spent_undated_count), 0) FROM core.btc_block_utxo_facts AS f"
+            "  JOIN core.btc_primitive_block AS b USING (height)"
+            f"  WHERE core.period_start('{interval}', b.bucket_start_utc) = s.bucket_start_utc),"
+            " (SELECT min(b.height) FROM core.btc_primitive_block AS b"
+            f"  WHERE core.period_start('{interval}', b.bucket_start_utc) = s.bucket_start_utc)"
+            f" FROM core.btc_sopr_{interval} AS s JOIN core.btc_coin_days_{interval} AS d USING (bucket_start_utc)"
+            " ORDER BY 1"
+        )
+        mine, theirs = per_height(seeded, query), per_height(full, query)
+        known = unknown = 0
+        for bucket, row in mine.items():
+            if row[-2] > 0:
+                assert row[:5] == (None,) * 5, (interval, bucket)
+                assert theirs[bucket][3] is not None, (interval, bucket)
+                unknown += 1
+            elif row[-1] is not None and theirs[bucket][-1] >= start:  # no block below 200 on either node
+                assert row[:5] == theirs[bucket][:5], (interval, bucket)
+                known += row[3] is not None and row[3] > 0
+        assert known > 3 and unknown > 3, (interval, known, unknown)

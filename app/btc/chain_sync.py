@@ -144,8 +144,10 @@ def getblock_verbosity(rpc: BitcoinRpc, wanted: int) -> int:
 def seed_utxo_set(conn: psycopg.Connection, rpc: BitcoinRpc, height: int) -> bool:
     """For a chain stored from above height 1: the UTXO set after ``height`` (the block below the first one
     stored) from the node's ``gettxoutsetinfo none <height>`` into core.btc_utxo_seed, the base the UTXO
-    columns carry forward (sql/functions/025_btc_utxo_facts.sql). Needs a node with -coinstatsindex; without
-    it the columns stay NULL (logged). Coin-age metrics stay NULL either way: the seed has no creation times.
+    columns and the supply carry forward (core.btc_utxo_base and core.btc_supply_base in
+    sql/functions/025_btc_utxo_facts.sql: the supply starts from total_amount). Needs a node with
+    -coinstatsindex; without it those columns, market cap and NVT stay NULL (logged). The coin-age state
+    metrics (realized cap, MVRV, age bands) stay NULL either way: the seed has no creation times.
     """
     try:
         info = rpc.call("gettxoutsetinfo", "none", height, True)
@@ -159,8 +161,8 @@ def seed_utxo_set(conn: psycopg.Connection, rpc: BitcoinRpc, height: int) -> boo
         )
     except (RpcError, KeyError, TypeError, ValueError) as exc:
         log.warning(
-            "no UTXO set snapshot at height %d from the node (%s): the UTXO set columns stay NULL for a chain"
-            " stored from height %d (run Bitcoin Core with -coinstatsindex=1)",
+            "no UTXO set snapshot at height %d from the node (%s): the supply (so market cap and NVT) and the UTXO"
+            " set columns stay NULL for a chain stored from height %d (run Bitcoin Core with -coinstatsindex=1)",
             height,
             exc,
             height + 1,

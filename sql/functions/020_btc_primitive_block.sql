@@ -240,7 +240,8 @@ COMMENT ON FUNCTION core.build_block_fee_facts(bigint, bigint) IS 'Write core.bt
 --   The genesis coinbase never entered the UTXO set (Bitcoin Core cannot spend it, and its
 --   gettxoutsetinfo and Coin Metrics' SplyCur leave it out), so height 0 issues nothing and
 --   pays no miner revenue.
---   cumulative_supply_sat = running sum of issued_sat from genesis; NULL while a lower height is missing.
+--   cumulative_supply_sat = running sum of issued_sat from genesis (or from the node's UTXO seed below the
+--                    first stored block, core.btc_supply_base); NULL while a lower height is missing.
 -- Safe to re-run over any range: rows are replaced by the same values.
 CREATE OR REPLACE FUNCTION core.build_primitive_block(p_from bigint, p_to bigint)
 RETURNS integer
@@ -256,13 +257,9 @@ BEGIN
         RAISE EXCEPTION 'build_primitive_block: bad height range % .. %', p_from, p_to;
     END IF;
 
-    -- Supply through p_from - 1; NULL (unknown) when that block is not stored.
-    IF p_from = 0 THEN
-        v_base := 0;
-    ELSE
-        SELECT pb.cumulative_supply_sat INTO v_base
-        FROM core.btc_primitive_block AS pb WHERE pb.height = p_from - 1;
-    END IF;
+    -- Supply through p_from - 1 (core.btc_supply_base, 025: the stored block's, 0 at genesis, or the node's
+    -- UTXO seed for a chain stored from above); NULL (unknown) otherwise.
+    v_base := core.btc_supply_base(p_from - 1);
 
     -- The block's fee observations, once (core.btc_block_fee_facts); its min/max feerate come from them.
     PERFORM core.build_block_fee_facts(p_from, p_to);

@@ -34,6 +34,28 @@ AS $$
 $$;
 COMMENT ON FUNCTION core.btc_utxo_base(bigint) IS 'The UTXO set state after a height: stored facts, the empty set before genesis, or the node seed.';
 
+-- core.btc_supply_base(p_height): the supply (core.btc_primitive_block.cumulative_supply_sat) through block
+-- p_height, the base core.build_primitive_block carries a range starting at p_height + 1 from: the stored
+-- block's; 0 before genesis and after it when genesis is not stored (it issues nothing); for a chain stored
+-- from above, the node's snapshot in core.btc_utxo_seed: its utxo_value_sat (gettxoutsetinfo total_amount).
+-- That seed counts what is spendable at p_height, so it is lower than the supply a chain stored from
+-- genesis has there by the value issued below and no longer in the set without being spent: paid to
+-- unspendable outputs (OP_RETURN, scripts over 10,000 bytes), fees a coinbase left unclaimed, mainnet's two
+-- overwritten BIP30 coinbases (docs/data-contract.md "A chain stored from a height S above 1"). NULL: unknown.
+CREATE OR REPLACE FUNCTION core.btc_supply_base(p_height bigint)
+RETURNS bigint
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE
+        WHEN p_height < 0 THEN 0::bigint
+        WHEN EXISTS (SELECT 1 FROM core.btc_primitive_block AS pb WHERE pb.height = p_height)
+            THEN (SELECT pb.cumulative_supply_sat FROM core.btc_primitive_block AS pb WHERE pb.height = p_height)
+        WHEN p_height = 0 THEN 0::bigint
+        ELSE (SELECT s.utxo_value_sat FROM core.btc_utxo_seed AS s WHERE s.height = p_height)
+    END
+$$;
+COMMENT ON FUNCTION core.btc_supply_base(bigint) IS 'Supply through a height: the stored block''s, 0 at genesis, or the node seed''s UTXO value (gettxoutsetinfo total_amount).';
+
 -- api fields of core.btc_block_utxo_facts: *
 -- core.build_block_utxo_facts(p_from, p_to): core.btc_block_utxo_facts and core.btc_block_spent_by_day for the
 -- stored blocks p_from..p_to (called by core.finish_block_batch after core.build_primitive_block, in the
