@@ -10,6 +10,7 @@ reference's per-output values. Both engines give identical coin-age rows.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -31,6 +32,7 @@ COIN_AGE_TABLES = (
     *(f"core.btc_{stem}_{iv}" for stem in ("realized_cap", "sopr", "coin_days") for iv in ("10m", "1h", "24h")),
     "core.btc_supply_age_bands_24h",
     "core.btc_holder_supply_24h",
+    "core.btc_utxo_age_day",
 )
 
 
@@ -235,13 +237,13 @@ def test_day_boundaries_of_the_reference():
     assert date(2009, 1, 3) + timedelta(days=1) == date(2009, 1, 4)
 
 
-def test_verbosity_follows_the_node_version_and_synthetic_chains_are_read_without_prevouts(tmp_path):
-    """Core >= 23 is read at verbosity 3; older nodes, an explicit 2 and sim-node's synthetic chains (their
-    prevouts are not real outputs) at 2, so their UTXO and coin-age columns stay NULL."""
+def test_verbosity_follows_the_node_version_and_sim_node_reports_core_29_for_every_chain():
+    """Core >= 23 is read at verbosity 3; older nodes and an explicit 2 at 2. sim-node reports Core 29 for raw
+    and synthetic chains alike: both give real prevouts (tests/test_coin_age_synthetic.py checks them)."""
     from app.btc.chain_sync import getblock_verbosity
     from app.btc.rpc import RpcError
     from app.simnode.chain import SimChain
-    from app.simnode.server import network_info
+    from app.simnode.server import SimNodeServer
 
     class Node:
         def __init__(self, version):
@@ -261,10 +263,15 @@ def test_verbosity_follows_the_node_version_and_synthetic_chains_are_read_withou
 
     raw = SimChain()
     raw.add_raw_file(EARLY_CHAIN)
-    assert network_info(raw)["version"] == 290000
     synthetic = SimChain(txs_per_block=10)
     synthetic.add_synthetic(2, 840_000)
-    assert network_info(synthetic)["version"] == 220000
+    for chain in (raw, synthetic):
+        server = SimNodeServer(chain)
+        try:
+            info = json.loads(server.dispatch("getnetworkinfo", []))
+        finally:
+            server.httpd.server_close()
+        assert getblock_verbosity(Node(info["version"]), 3) == 3, chain
 
 
 DAILY_SPLIT = (("supply_age_bands", "btc_supply_age_bands_24h"), ("holder_supply", "btc_holder_supply_24h"))
@@ -272,9 +279,12 @@ DAILY_SPLIT = (("supply_age_bands", "btc_supply_age_bands_24h"), ("holder_supply
 
 def _daily_split_rows(conn: psycopg.Connection) -> dict[str, list]:
     rows = {t: conn.execute(f"SELECT * FROM core.{t} ORDER BY 1").fetchall() for _, t in DAILY_SPLIT}
-    rows["split"] = conn.execute("SELECT * FROM core.btc_utxo_age_split ORDER BY 1, 2").fetchall()
-    rows["day"] = conn.execute("SELECT * FROM core.btc_utxo_age_day ORDER BY 1").fetchall()
+    rows["snapshots"] = conn.execute("SELECT * FROM core.btc_utxo_age_day ORDER BY 1").fetchall()
     return rows
+
+
+def _split_of(conn: psycopg.Connection, day) -> list[int]:
+    return conn.execute("SELECT unspent_sat FROM core.btc_utxo_age_day WHERE day = %s", (day,)).fetchone()[0]
 
 
 def _run_daily_split(conn: psycopg.Connection, day_from, day_to) -> None:
@@ -291,42 +301,39 @@ def test_daily_split_snapshots_day_by_day_equal_one_pass_and_a_stale_snapshot_is
     with psycopg.connect(db_url) as conn:
         one_pass = _daily_split_rows(conn)
         days = [r[0] for r in one_pass["btc_supply_age_bands_24h"]]
-        assert len(days) >= 10 and one_pass["split"]
-        # Every day with a block (genesis on Jan 3, then Jan 9 on) is a creation day of later days' splits.
-        assert len({r[1] for r in one_pass["split"]}) >= 6
+        last, before = days[-1].date(), days[-2].date()
+        assert len(days) >= 10 and len(one_pass["snapshots"]) == len(days)
+        # The last day's split: one entry per day from genesis's (Jan 3) on, coins of six days or more left.
+        expected = _split_of(conn, last)
+        assert len(expected) == (last - date(2009, 1, 3)).days + 1 and sum(1 for v in expected if v) >= 6
         for _, table in DAILY_SPLIT:
             conn.execute(f"TRUNCATE core.{table}")
-        conn.execute("TRUNCATE core.btc_utxo_age_split, core.btc_utxo_age_day")
+        conn.execute("TRUNCATE core.btc_utxo_age_day")
         for day in days:
             _run_daily_split(conn, day, day)
         conn.commit()
         assert _daily_split_rows(conn) == one_pass
 
-        # The snapshot is what a day is built on: a changed snapshot row of day D - 1 shows in day D.
-        last, before = days[-1].date(), days[-2].date()
+        # The snapshot is what a day is built on: a changed entry of day D - 1 shows in day D.
+        i = next(n for n, v in enumerate(_split_of(conn, before), 1) if v)
         conn.execute(
-            "UPDATE core.btc_utxo_age_split SET unspent_sat = unspent_sat + 1"
-            " WHERE day = %s AND created_day = (SELECT min(created_day) FROM core.btc_utxo_age_split WHERE day = %s)",
-            (before, before),
+            "UPDATE core.btc_utxo_age_day SET unspent_sat[%s] = unspent_sat[%s] + 1 WHERE day = %s", (i, i, before)
         )
         conn.execute("SELECT core.build_btc_utxo_age_days(%s, %s)", (last, last))
-        (drift,) = conn.execute(
-            "SELECT sum(unspent_sat) FROM core.btc_utxo_age_split WHERE day = %s", (last,)
-        ).fetchone()
-        (expected,) = [sum(r[2] for r in one_pass["split"] if r[0] == last)]
-        assert drift == expected + 1
+        drifted = _split_of(conn, last)
+        assert sum(drifted) == sum(expected) + 1 and drifted[i - 1] == expected[i - 1] + 1
         # Recorded as made from another chain (another hash of its last block): not built on, the base comes
         # from the facts and day D is right again.
         conn.execute("UPDATE core.btc_utxo_age_day SET state_hash = 'other' WHERE day = %s", (before,))
         _run_daily_split(conn, days[-1], days[-1])
+        assert _split_of(conn, last) == expected
         # No snapshot before the range at all: the same.
-        conn.execute("DELETE FROM core.btc_utxo_age_split WHERE day = %s", (before,))
         conn.execute("DELETE FROM core.btc_utxo_age_day WHERE day = %s", (before,))
         _run_daily_split(conn, days[-1], days[-1])
         rows = _daily_split_rows(conn)
         for key in ("btc_supply_age_bands_24h", "btc_holder_supply_24h"):
             assert rows[key] == one_pass[key], key
-        assert [r for r in rows["split"] if r[0] == last] == [r for r in one_pass["split"] if r[0] == last]
+        assert _split_of(conn, last) == expected
         conn.rollback()
 
 

@@ -10,8 +10,8 @@ Create Date: 2026-12-02
    utxo_set_size_total_bytes (the value at the period's end) and utxo_size_inc_bytes (the sum of the 10m
    increments). The rollups start empty with their checkpoints removed, so the rollups lane
    (core.refresh_rollup) materializes them again from the 10m backbone; metrics wait for them meanwhile.
-2. core.btc_utxo_age_day and core.btc_utxo_age_split: the UTXO set at the end of each UTC day split by
-   creation day, written by core.build_btc_utxo_age_days (sql/functions/085_coin_age_metrics.sql), which the
+2. core.btc_utxo_age_day: the UTXO set at the end of each UTC day split by creation day (one array per
+   day), written by core.build_btc_utxo_age_days (sql/functions/085_coin_age_metrics.sql), which the
    daily supply_age_bands / holder_supply metrics call over their range: each day is the day before's
    snapshot plus that day's creations and spends, so their cost per day no longer grows with the whole
    history (docs/benchmarks.md). They start empty: the first run over a range without a snapshot before it
@@ -50,21 +50,14 @@ CREATE TABLE core.btc_utxo_age_day (
     state_hash text,
     state_value_x_created_epoch numeric,
     known boolean NOT NULL,
+    created_from_day date,
+    unspent_sat bigint[],
     PRIMARY KEY (day)
 );
 COMMENT ON TABLE core.btc_utxo_age_day IS
-    'Per UTC day: the block the day ends in (last at or before its end), its hash and UTXO value x creation '
-    'time (what a snapshot is checked against before it is built on), and whether the day''s split is known.';
-
-CREATE TABLE core.btc_utxo_age_split (
-    day date NOT NULL,
-    created_day date NOT NULL,
-    unspent_sat bigint NOT NULL,
-    PRIMARY KEY (day, created_day)
-);
-COMMENT ON TABLE core.btc_utxo_age_split IS
-    'The UTXO set at the end of each known UTC day by the UTC day its outputs were created: value still '
-    'unspent (0 when all spent). Read by the daily age-band and holder-supply metrics.';
+    'Per UTC day: the UTXO set at its end by creation day (unspent_sat[i]: value created on created_from_day '
+    '+ i - 1 still unspent; NULL when not known) and the block the day ends in (height, hash, UTXO value x '
+    'creation time: what a snapshot is checked against before it is built on).';
 """
 
 

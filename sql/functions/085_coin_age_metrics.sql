@@ -354,32 +354,40 @@ COMMENT ON FUNCTION core.metric_coin_days(text, timestamptz, timestamptz, text) 
 
 -- The UTXO set at the end of each UTC day split by creation day, kept as per-day snapshots so the daily split
 -- metrics (supply_age_bands, holder_supply) cost per day the size of one day's split, not the whole history
--- (revision 0014; docs/benchmarks.md "Coin-age daily split").
---   core.btc_utxo_age_day   (day): the state the day ends in (its last block at or before the day's end,
---                           that block's hash and utxo_value_x_created_epoch) and whether it is known;
---   core.btc_utxo_age_split (day, created_day): unspent_sat = value created on created_day still unspent
---                           at the end of day (one row per earlier day with a block, 0 when all spent).
--- core.build_btc_utxo_age_days(p_from_day, p_to_day): (re)writes both for the days [p_from_day, p_to_day]:
+-- (revision 0014; docs/benchmarks.md "Coin-age daily split"). core.btc_utxo_age_day, one row per day: the
+-- state the day ends in (its last block at or before the day's end: state_height, state_hash,
+-- state_value_x_created_epoch), known, and the split as one array: unspent_sat[i] = the value created on
+-- day created_from_day + i - 1 (the first stored block's day on) still unspent at the end of the day, 0 for
+-- a day without a block or all spent; NULL when not known. One array per day, not a row per (day, creation
+-- day): ~6,200 x 6,200 pairs on mainnet, whose per-row header and index cost more than the values.
+-- core.build_btc_utxo_age_days(p_from_day, p_to_day): (re)writes the days [p_from_day, p_to_day] and removes
+-- the days after p_to_day (they were built on the days replaced; so the table holds what a clean build of
+-- the same days holds):
 --   base = the split of p_from_day - 1: the stored snapshot when its recorded state is still the chain's
---          (same last block, hash and utxo_value_x_created_epoch: a reorg or re-ingest below p_from_day
---          changes one of them), else computed from the facts (every block's created value by day minus
---          every spend by creation day up to that day: the one pass over history, when no snapshot is
---          usable); the empty set when no block lies before p_from_day;
+--          (same last block, hash, utxo_value_x_created_epoch and first day: a reorg or re-ingest below
+--          p_from_day changes one of them), else computed from the facts (every block's created value by
+--          day minus every spend by creation day up to that day: one pass over the history, when no
+--          snapshot is usable); the empty set when no block lies before p_from_day;
 --   day T = base + the outputs created on the days p_from_day..T (their block's UTC day) - the outputs
 --          spent on those days grouped by creation day (core.btc_block_spent_by_day): a running sum per
 --          creation day over the range, set-based;
 --   known = the state after T's last block is known from genesis with every creation time (as the metrics'
---          core.btc_block_coin_age); unknown days and days before the first block get no split rows.
+--          core.btc_block_coin_age); unknown days and days before the first block have no split.
 -- Called by the two daily metric functions over their range before they read it (a reorg rewinds their
 -- checkpoints, so a reorg touching day D rebuilds from D on). Idempotent: re-running a range writes the same
--- rows. Cost: the range's days x the creation days before them, plus the range's spends.
+-- rows. Cost: the range's days x the days since the first block, plus the range's spends.
 CREATE OR REPLACE FUNCTION core.build_btc_utxo_age_days(p_from_day date, p_to_day date)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
+-- The grid (days x creation days) is sorted twice: in memory up to ~10^6 pairs. No JIT: the grid's row
+-- estimate (every day x every creation day) makes it compile for seconds what runs in less.
+SET work_mem = '128MB'
+SET jit = off
 AS $$
 DECLARE
     v_from timestamptz := p_from_day::timestamp AT TIME ZONE 'UTC';
     v_to timestamptz := (p_to_day + 1)::timestamp AT TIME ZONE 'UTC';
+    v_first_day date;
     v_base_height bigint;
     v_base_hash text;
     v_base_epoch numeric;
@@ -391,6 +399,11 @@ BEGIN
     END IF;
     -- One writer at a time (both daily metrics call it; the lane runs them one after the other).
     PERFORM pg_advisory_xact_lock(hashtext('core.build_btc_utxo_age_days'));
+
+    SELECT (pb.event_time AT TIME ZONE 'UTC')::date INTO v_first_day
+    FROM core.btc_primitive_block AS pb
+    ORDER BY pb.height
+    LIMIT 1;
 
     -- The state the day before the range ends in: its last block.
     SELECT pb.height, pb.block_hash, f.utxo_value_x_created_epoch
@@ -412,10 +425,14 @@ BEGIN
             SELECT 1 FROM core.btc_utxo_age_day AS d
             WHERE d.day = p_from_day - 1 AND d.known AND d.state_height = v_base_height
               AND d.state_hash = v_base_hash AND d.state_value_x_created_epoch = v_base_epoch
+              AND d.created_from_day = v_first_day
         ) INTO v_snapshot;
         IF v_snapshot THEN
             INSERT INTO pg_temp.utxo_age_base
-            SELECT s.created_day, s.unspent_sat FROM core.btc_utxo_age_split AS s WHERE s.day = p_from_day - 1;
+            SELECT d.created_from_day + (u.i - 1)::integer, u.unspent_sat
+            FROM core.btc_utxo_age_day AS d
+            CROSS JOIN LATERAL unnest(d.unspent_sat) WITH ORDINALITY AS u (unspent_sat, i)
+            WHERE d.day = p_from_day - 1;
         ELSE
             INSERT INTO pg_temp.utxo_age_base
             SELECT m.created_day, sum(m.value_sat)::bigint
@@ -433,11 +450,11 @@ BEGIN
         END IF;
     END IF;
 
-    DELETE FROM core.btc_utxo_age_split WHERE day BETWEEN p_from_day AND p_to_day;
-    DELETE FROM core.btc_utxo_age_day WHERE day BETWEEN p_from_day AND p_to_day;
+    DELETE FROM core.btc_utxo_age_day WHERE day >= p_from_day;
 
-    -- Every day of the range with the state it ends in (heights rise with days: a running max).
-    INSERT INTO core.btc_utxo_age_day (day, state_height, state_hash, state_value_x_created_epoch, known)
+    INSERT INTO core.btc_utxo_age_day (
+        day, state_height, state_hash, state_value_x_created_epoch, known, created_from_day, unspent_sat
+    )
     WITH tops AS (
         SELECT b.day, max(b.height) AS top
         FROM core.btc_block_coin_age AS b
@@ -445,26 +462,28 @@ BEGIN
         GROUP BY b.day
     ),
 
+    -- Every day of the range with the state it ends in (heights rise with days: a running max).
     states AS (
         SELECT g.day::date AS day, coalesce(max(t.top) OVER (ORDER BY g.day), v_base_height) AS state_height
         FROM generate_series(p_from_day, p_to_day, INTERVAL '1 day') AS g (day)
         LEFT JOIN tops AS t ON g.day::date = t.day
-    )
+    ),
 
-    SELECT
-        s.day,
-        s.state_height,
-        pb.block_hash,
-        f.utxo_value_x_created_epoch,
-        coalesce(f.utxo_value_x_created_epoch IS NOT NULL, false)
-        -- The base must be known too (it is when the state is: the state is known from genesis).
-        AND (v_base_height IS NULL OR v_base_epoch IS NOT NULL)
-    FROM states AS s
-    LEFT JOIN core.btc_primitive_block AS pb ON s.state_height = pb.height
-    LEFT JOIN core.btc_block_utxo_facts AS f ON s.state_height = f.height;
+    days AS (
+        SELECT
+            s.day,
+            s.state_height,
+            pb.block_hash,
+            f.utxo_value_x_created_epoch,
+            -- The base must be known too (it is when the state is: the state is known from genesis).
+            coalesce(f.utxo_value_x_created_epoch IS NOT NULL, false)
+            AND (v_base_height IS NULL OR v_base_epoch IS NOT NULL) AS known
+        FROM states AS s
+        LEFT JOIN core.btc_primitive_block AS pb ON s.state_height = pb.height
+        LEFT JOIN core.btc_block_utxo_facts AS f ON s.state_height = f.height
+    ),
 
-    INSERT INTO core.btc_utxo_age_split (day, created_day, unspent_sat)
-    WITH deltas AS (
+    deltas AS (
         SELECT b.day, b.day AS created_day, b.created_utxo_value_sat AS value_sat
         FROM core.btc_block_coin_age AS b
         WHERE b.bucket_start_utc >= v_from AND b.bucket_start_utc < v_to
@@ -481,31 +500,42 @@ BEGIN
         GROUP BY d.day, d.created_day
     ),
 
+    -- Every calendar day from the first block's on, with its base (0 when none or created in the range).
     created_days AS (
-        SELECT b.created_day, b.unspent_sat AS base_sat, p_from_day AS first_day
-        FROM pg_temp.utxo_age_base AS b
-        UNION ALL
-        SELECT p.created_day, 0, p.created_day
-        FROM per_day AS p
-        WHERE p.day = p.created_day
+        SELECT g.day::date AS created_day, coalesce(b.unspent_sat, 0) AS base_sat
+        FROM generate_series(v_first_day, p_to_day, INTERVAL '1 day') AS g (day)
+        LEFT JOIN pg_temp.utxo_age_base AS b ON g.day::date = b.created_day
     ),
 
     grid AS (
         SELECT
             d.day,
-            d.known,
             c.created_day,
-            c.base_sat + sum(coalesce(p.value_sat, 0)) OVER (PARTITION BY c.created_day ORDER BY d.day)
-                AS unspent_sat
-        FROM core.btc_utxo_age_day AS d
-        INNER JOIN created_days AS c ON d.day >= c.first_day
+            c.base_sat + sum(coalesce(p.value_sat, 0)) OVER (
+                PARTITION BY c.created_day ORDER BY d.day ROWS UNBOUNDED PRECEDING
+            ) AS unspent_sat
+        FROM days AS d
+        INNER JOIN created_days AS c ON d.day >= c.created_day
         LEFT JOIN per_day AS p ON d.day = p.day AND c.created_day = p.created_day
-        WHERE d.day BETWEEN p_from_day AND p_to_day
+        WHERE d.known
+    ),
+
+    splits AS (
+        SELECT g.day, array_agg(g.unspent_sat::bigint ORDER BY g.created_day) AS unspent_sat
+        FROM grid AS g
+        GROUP BY g.day
     )
 
-    SELECT g.day, g.created_day, g.unspent_sat
-    FROM grid AS g
-    WHERE g.known;
+    SELECT
+        d.day,
+        d.state_height,
+        d.block_hash,
+        d.utxo_value_x_created_epoch,
+        d.known,
+        CASE WHEN d.known THEN v_first_day END,
+        s.unspent_sat
+    FROM days AS d
+    LEFT JOIN splits AS s ON d.day = s.day;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     RETURN v_rows;
 END
@@ -513,16 +543,23 @@ $$;
 COMMENT ON FUNCTION core.build_btc_utxo_age_days(date, date) IS 'Per-day snapshots of the UTXO set split by creation day for a day range, from the previous day''s snapshot and the range''s creations and spends (idempotent).';
 
 -- core.btc_unspent_by_created_day(p_from_day, p_to_day): for every UTC day T of [p_from_day, p_to_day] built
--- by core.build_btc_utxo_age_days, the UTXO set at the end of T split by the UTC day its outputs were created:
--- age_days = T - created_day (0 = created on T); known false (one row, no split) where the state is unknown
--- or no block lies at or before T. The daily metrics below read it after building their range.
+-- by core.build_btc_utxo_age_days, the UTXO set at the end of T split by the UTC day its outputs were created
+-- (every day from the first stored block's on; 0 where none is left): age_days = T - created_day (0 =
+-- created on T); known false (one row, no split) where the state is unknown or no block lies at or before T.
+-- The daily metrics below read it after building their range.
 CREATE OR REPLACE FUNCTION core.btc_unspent_by_created_day(p_from_day date, p_to_day date)
 RETURNS TABLE (day date, known boolean, created_day date, age_days integer, unspent_sat bigint)
 LANGUAGE sql STABLE
 AS $$
-    SELECT s.day, true, s.created_day, (s.day - s.created_day)::integer, s.unspent_sat
-    FROM core.btc_utxo_age_split AS s
-    WHERE s.day BETWEEN p_from_day AND p_to_day
+    SELECT
+        d.day,
+        d.known,
+        d.created_from_day + (u.i - 1)::integer,
+        (d.day - d.created_from_day - (u.i - 1))::integer,
+        u.unspent_sat
+    FROM core.btc_utxo_age_day AS d
+    CROSS JOIN LATERAL unnest(d.unspent_sat) WITH ORDINALITY AS u (unspent_sat, i)
+    WHERE d.day BETWEEN p_from_day AND p_to_day AND d.known
     UNION ALL
     SELECT d.day, false, NULL::date, NULL::integer, NULL::bigint
     FROM core.btc_utxo_age_day AS d
