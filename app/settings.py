@@ -115,7 +115,8 @@ class Settings:
         default=0,
         metadata={
             "env": "MQNODE_BTC_START_HEIGHT",
-            "doc": "first height the listener ingests when no raw checkpoint exists (above 1: supply and UTXO set start from the node's gettxoutsetinfo below it, which needs -coinstatsindex)",
+            "doc": "first height the listener ingests when no raw checkpoint exists (above 1: supply and UTXO set"
+            " start from the node's gettxoutsetinfo below it, which needs -coinstatsindex)",
         },
     )
     btc_poll_interval_sec: float = field(
