@@ -2,7 +2,9 @@
 raw blocks at getblock verbosity 3) with the fixed daily price series of tests/test_coin_age.py: every coin-age
 metric is served by GET /api/v1/btc/metrics/{metric} (by metric_name and by table stem) with exactly the rows of
 its api view (sql/functions/092_api_coin_age.sql), pages by cursor, as CSV; HODL waves carry each band's share;
-the backbone's UTXO columns come through /api/v1/btc/primitive; the read role cannot write the new views."""
+the backbone's UTXO columns come through /api/v1/btc/primitive; the per-block UTXO facts through
+/api/v1/btc/utxo/blocks (paged by height) and the coverage row through /api/v1/btc/utxo/coverage; the read role
+cannot write the new views."""
 
 from __future__ import annotations
 
@@ -146,6 +148,85 @@ def test_hodl_wave_shares_are_each_band_over_the_utxo_value(coin_age_db):
     assert all(all(r[f"supply_{b}_share"] is None for b in BANDS) for r in rows if r["utxo_value_sat"] is None)
 
 
+def test_block_utxo_facts_route_pages_by_height_and_coverage_says_what_is_complete(coin_age_db):
+    """GET /api/v1/btc/utxo/blocks serves api.btc_block_utxo_facts keyed by height (range, order, cursor, CSV,
+    400s as every series); GET /api/v1/btc/utxo/coverage the one row of api.btc_coin_age_coverage."""
+    route = "/api/v1/btc/utxo/blocks"
+    expected = view_items(coin_age_db, "SELECT * FROM api.btc_block_utxo_facts ORDER BY height")
+    assert [r["height"] for r in expected] == list(range(439))  # the early chain, 0-438, every block
+    with TestClient(app=create_app(coin_age_db, None)) as client:
+        assert items(client, route, limit=10000) == expected
+        assert items(client, route) == expected  # under the default limit of 1000
+        assert items(client, route, start_height=100, end_height=170) == expected[100:170]
+        assert items(client, route, start_height=430) == expected[430:]
+        assert items(client, route, end_height=5, order="desc") == expected[:5][::-1]
+        assert items(client, route, order="desc", limit=10000) == expected[::-1]
+        # Satoshi amounts and counts as JSON integers, coin-seconds (numeric) as exact decimal strings.
+        row = expected[300]
+        assert isinstance(row["utxo_value_total_sat"], int) and isinstance(row["utxo_count_total"], int)
+        assert isinstance(row["cdd_cumulative_sat_sec"], str) and row["prevouts_known"] is True
+
+        rows, pages = walk(client, route, limit=100)
+        assert rows == expected and pages == 5
+        rows, pages = walk(client, route, limit=100, order="desc", start_height=50)
+        assert rows == expected[50:][::-1] and pages == 4
+
+        response = client.get(route, params={"limit": 7, "start_height": 200, "format": "csv"})
+        page = client.get(route, params={"limit": 7, "start_height": 200}).json()
+        assert response.status_code == 200 and response.headers["content-type"] == "text/csv; charset=utf-8"
+        header, *lines = list(csv.reader(io.StringIO(response.text)))
+        assert header == list(expected[0])
+        assert [dict(zip(header, line, strict=True)) for line in lines] == [csv_spelling(i) for i in page["items"]]
+        assert response.headers["x-next-cursor"] == page["next_cursor"]
+        following = client.get(route, params={"limit": 7, "cursor": page["next_cursor"]}).json()
+        assert following["items"] == expected[207:214]
+
+        # Bad parameters: 400 naming the parameter; a time cursor does not continue the height listing and a
+        # height cursor no time series.
+        for params, named in [
+            ({"start_height": "-1"}, "start_height"),
+            ({"end_height": "x"}, "end_height"),
+            ({"start_height": "10", "end_height": "10"}, "start_height"),
+            ({"limit": "0"}, "limit"),
+            ({"limit": "10001"}, "limit"),
+            ({"order": "up"}, "order"),
+            ({"format": "xml"}, "format"),
+            ({"cursor": "not-a-cursor"}, "cursor"),
+            ({"cursor": page["next_cursor"], "order": "desc"}, "cursor"),
+        ]:
+            response = client.get(route, params=params)
+            assert response.status_code == 400 and named in response.json()["detail"], (params, response.text)
+        time_cursor = client.get("/api/v1/btc/metrics/sopr", params={"limit": 1}).json()["next_cursor"]
+        for path, cursor in [(route, time_cursor), ("/api/v1/btc/metrics/sopr", page["next_cursor"])]:
+            response = client.get(path, params={"cursor": cursor})
+            assert response.status_code == 400 and "cursor" in response.json()["detail"], (path, response.text)
+
+        coverage = client.get("/api/v1/btc/utxo/coverage")
+        assert coverage.status_code == 200, coverage.text
+        assert coverage.json() == view_items(coin_age_db, "SELECT * FROM api.btc_coin_age_coverage")[0]
+        # Stored from genesis with prevouts throughout: everything complete from the first block.
+        assert coverage.json() == {
+            "first_stored_height": 0,
+            "tip_height": 438,
+            "utxo_seed_height": None,
+            "supply_seed_sat": None,
+            "supply_from_height": 0,
+            "utxo_set_from_height": 0,
+            "state_complete_from_height": 0,
+            "state_complete_through_height": 438,
+            "flows_complete_from_height": 0,
+            "undated_flow_block_count": 0,
+        }
+
+
+def test_coverage_of_an_empty_database_is_all_null(db_url):
+    with TestClient(app=create_app(db_url, None)) as client:
+        assert client.get("/api/v1/btc/utxo/blocks").json() == {"items": [], "next_cursor": None}
+        coverage = client.get("/api/v1/btc/utxo/coverage").json()
+    assert coverage == {**dict.fromkeys(coverage, None), "undated_flow_block_count": 0}
+    assert len(coverage) == 10
+
+
 COIN_AGE_WRITES = [
     "DELETE FROM api.btc_sopr_10m",
     "UPDATE api.btc_realized_cap_24h SET realized_cap_usd = 0",
@@ -153,6 +234,7 @@ COIN_AGE_WRITES = [
     "DELETE FROM core.btc_coin_days_24h",
     "TRUNCATE core.btc_supply_age_bands_24h",
     "DELETE FROM core.btc_block_spent_by_day",
+    "DELETE FROM api.btc_block_utxo_facts",
 ]
 
 

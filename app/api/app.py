@@ -20,6 +20,7 @@ from app.api.metrics import MetricController
 from app.api.prices import PriceController
 from app.api.primitive import PrimitiveController
 from app.api.registry import RegistryController
+from app.api.utxo import UtxoController
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
@@ -50,6 +51,7 @@ def create_app(
         route_handlers=[
             HealthController,
             PrimitiveController,
+            UtxoController,
             PriceController,
             MetricController,
             RegistryController,

@@ -1,14 +1,14 @@
 """Pages of a time-series view: the shared query parameters, the keyset cursor, the SELECT and the response.
 
 Every time-series view in schema api is keyed by bucket_start_utc (per venue for the venue view, whose
-route filters one venue). A page is
+route filters one venue); per-block views are keyed by height instead (start_height / end_height). A page is
 
-    SELECT * FROM api.<view> WHERE [filters] AND bucket_start_utc >= start AND bucket_start_utc < end
-        AND bucket_start_utc > <cursor key>          -- < for order=desc
-    ORDER BY bucket_start_utc [ASC|DESC] LIMIT limit + 1
+    SELECT * FROM api.<view> WHERE [filters] AND <key> >= start AND <key> < end
+        AND <key> > <cursor key>          -- < for order=desc
+    ORDER BY <key> [ASC|DESC] LIMIT limit + 1
 
 The extra row only says whether another page exists; there is never a COUNT(*) or an OFFSET. The cursor is
-opaque to clients: base64url of {"s": listing, "o": order, "k": last bucket_start_utc of the page}.
+opaque to clients: base64url of {"s": listing, "o": order, "k": the page's last key (time or height)}.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ MAX_CURSOR_CHARS = 512
 NEXT_CURSOR_HEADER = "X-Next-Cursor"
 CSV_MEDIA_TYPE = "text/csv"  # Litestar adds "; charset=utf-8"
 KEY = "bucket_start_utc"
+HEIGHT_KEY = "height"  # the key of per-block views
 
 Interval = Literal["10m", "1h", "24h"]
 Order = Literal["asc", "desc"]
@@ -52,14 +53,15 @@ class Page(msgspec.Struct):
 
 @dataclass(frozen=True)
 class PageRequest:
-    """The validated paging parameters of a time-series route."""
+    """The validated paging parameters of a time-series route (key bucket_start_utc: times; height: ints)."""
 
-    start: datetime | None
-    end: datetime | None
+    start: datetime | int | None
+    end: datetime | int | None
     limit: int
     order: Order
     format: Format
     cursor: Cursor | None = field(default=None)
+    key: str = KEY
 
 
 @dataclass(frozen=True)
@@ -68,10 +70,11 @@ class Cursor:
 
     listing: str
     order: Order
-    after: datetime
+    after: datetime | int  # a bucket_start_utc, or a height
 
     def encode(self) -> str:
-        raw = msgspec.json.encode({"s": self.listing, "o": self.order, "k": self.after.isoformat()})
+        key = self.after if isinstance(self.after, int) else self.after.isoformat()
+        raw = msgspec.json.encode({"s": self.listing, "o": self.order, "k": key})
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
@@ -81,12 +84,14 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             data = msgspec.json.decode(raw)
-            listing, order, after = data["s"], data["o"], datetime.fromisoformat(data["k"])
+            listing, order, key = data["s"], data["o"], data["k"]
+            is_height = isinstance(key, int) and not isinstance(key, bool)
+            after = key if is_height else datetime.fromisoformat(key)
         except (binascii.Error, ValueError, TypeError, KeyError, msgspec.DecodeError) as exc:
             raise ValidationException(
                 detail="invalid cursor: not one this API issued (pass next_cursor back unchanged)"
             ) from exc
-        if not isinstance(listing, str) or order not in ("asc", "desc") or after.tzinfo is None:
+        if not isinstance(listing, str) or order not in ("asc", "desc") or (not is_height and after.tzinfo is None):
             raise ValidationException(
                 detail="invalid cursor: not one this API issued (pass next_cursor back unchanged)"
             )
@@ -105,6 +110,20 @@ def as_utc(name: str, value: datetime | None) -> datetime | None:
         raise ValidationException(detail=f"invalid {name}: {value.isoformat()} is out of range") from exc
 
 
+LimitParameter = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description=f"Rows per page, 1..{MAX_LIMIT}.")]
+CursorParameter = Annotated[
+    str | None,
+    QueryParameter(description="next_cursor (or the X-Next-Cursor header) of the previous page.", required=False),
+]
+OrderParameter = Annotated[
+    Order, QueryParameter(description="asc (oldest first) or desc; a cursor continues in its own order.")
+]
+FormatParameter = Annotated[
+    Format,
+    QueryParameter(name="format", description="json ({items, next_cursor}) or csv (next cursor in X-Next-Cursor)."),
+]
+
+
 def provide_page_request(
     start: Annotated[
         datetime | None,
@@ -117,31 +136,52 @@ def provide_page_request(
         datetime | None,
         QueryParameter(description="bucket_start_utc to stop before (exclusive; ISO 8601).", required=False),
     ] = None,
-    limit: Annotated[
-        int, QueryParameter(ge=1, le=MAX_LIMIT, description=f"Rows per page, 1..{MAX_LIMIT}.")
-    ] = DEFAULT_LIMIT,
-    cursor: Annotated[
-        str | None,
-        QueryParameter(description="next_cursor (or the X-Next-Cursor header) of the previous page.", required=False),
-    ] = None,
-    order: Annotated[
-        Order, QueryParameter(description="asc (oldest first) or desc; a cursor continues in its own order.")
-    ] = "asc",
-    output_format: Annotated[
-        Format,
-        QueryParameter(name="format", description="json ({items, next_cursor}) or csv (next cursor in X-Next-Cursor)."),
-    ] = "json",
+    limit: LimitParameter = DEFAULT_LIMIT,
+    cursor: CursorParameter = None,
+    order: OrderParameter = "asc",
+    output_format: FormatParameter = "json",
 ) -> PageRequest:
     """Check the paging parameters together (each alone was checked against its declared type)."""
     start, end = as_utc("start", start), as_utc("end", end)
     if start is not None and end is not None and start >= end:
         raise ValidationException(detail=f"invalid start/end: start ({start.isoformat()}) must be before end")
-    position = Cursor.decode(cursor) if cursor is not None else None
-    if position is not None and position.order != order:
+    return PageRequest(start, end, limit, order, output_format, _cursor(cursor, order, KEY))
+
+
+def provide_height_page_request(
+    start_height: Annotated[
+        int | None, QueryParameter(ge=0, description="First block height to include.", required=False)
+    ] = None,
+    end_height: Annotated[
+        int | None, QueryParameter(ge=0, description="Block height to stop before (exclusive).", required=False)
+    ] = None,
+    limit: LimitParameter = DEFAULT_LIMIT,
+    cursor: CursorParameter = None,
+    order: OrderParameter = "asc",
+    output_format: FormatParameter = "json",
+) -> PageRequest:
+    """The paging parameters of a per-block route: heights instead of times, the rest as every series."""
+    if start_height is not None and end_height is not None and start_height >= end_height:
+        raise ValidationException(
+            detail=f"invalid start_height/end_height: start_height ({start_height}) must be below end_height"
+        )
+    return PageRequest(
+        start_height, end_height, limit, order, output_format, _cursor(cursor, order, HEIGHT_KEY), HEIGHT_KEY
+    )
+
+
+def _cursor(text: str | None, order: Order, key: str) -> Cursor | None:
+    """The decoded cursor, checked against the request's order and the kind of key the route pages by."""
+    if text is None:
+        return None
+    position = Cursor.decode(text)
+    if position.order != order:
         raise ValidationException(
             detail=f"invalid cursor: it continues an order={position.order} listing; pass order={position.order}"
         )
-    return PageRequest(start, end, limit, order, output_format, position)
+    if isinstance(position.after, int) != (key == HEIGHT_KEY):
+        raise ValidationException(detail="invalid cursor: it continues another route (drop it to start over)")
+    return position
 
 
 def page_query(view: str, page: PageRequest, equals: dict[str, Any] | None = None) -> tuple[sql.Composed, dict]:
@@ -151,21 +191,21 @@ def page_query(view: str, page: PageRequest, equals: dict[str, Any] | None = Non
     for i, (column, value) in enumerate((equals or {}).items()):
         filters.append(sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(f"eq{i}")))
         params[f"eq{i}"] = value
+    key = sql.Identifier(page.key)
     if page.start is not None:
-        filters.append(sql.SQL("bucket_start_utc >= %(start)s"))
+        filters.append(sql.SQL("{} >= %(start)s").format(key))
         params["start"] = page.start
     if page.end is not None:
-        filters.append(sql.SQL("bucket_start_utc < %(end)s"))
+        filters.append(sql.SQL("{} < %(end)s").format(key))
         params["end"] = page.end
     if page.cursor is not None:
-        filters.append(
-            sql.SQL("bucket_start_utc > %(after)s" if page.order == "asc" else "bucket_start_utc < %(after)s")
-        )
+        filters.append(sql.SQL("{} > %(after)s" if page.order == "asc" else "{} < %(after)s").format(key))
         params["after"] = page.cursor.after
     where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(filters) if filters else sql.SQL("")
-    query = sql.SQL("SELECT * FROM {view}{where} ORDER BY bucket_start_utc {direction} LIMIT %(limit)s").format(
+    query = sql.SQL("SELECT * FROM {view}{where} ORDER BY {key} {direction} LIMIT %(limit)s").format(
         view=sql.Identifier("api", view),
         where=where,
+        key=key,
         direction=sql.SQL("ASC" if page.order == "asc" else "DESC"),
     )
     return query, params
@@ -195,7 +235,7 @@ def page_response(result: Rows, page: PageRequest, listing: str) -> Response[Pag
     next_cursor = None
     if len(rows) > page.limit:
         rows = rows[: page.limit]
-        key = rows[-1][result.columns.index(KEY)]
+        key = rows[-1][result.columns.index(page.key)]
         next_cursor = Cursor(listing, page.order, key).encode()
     if page.format == "csv":
         headers = {NEXT_CURSOR_HEADER: next_cursor} if next_cursor else {}
