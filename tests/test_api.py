@@ -347,6 +347,8 @@ def test_openapi_lists_every_route(empty_client):
         ("/health", "get"),
         ("/api/v1/btc/health", "get"),
         ("/api/v1/btc/primitive", "get"),
+        ("/api/v1/btc/utxo/blocks", "get"),
+        ("/api/v1/btc/utxo/coverage", "get"),
         ("/api/v1/btc/price/canonical", "get"),
         ("/api/v1/btc/price/venues/{venue}", "get"),
         ("/api/v1/btc/metrics/{metric}", "get"),
@@ -365,6 +367,14 @@ def test_openapi_lists_every_route(empty_client):
         assert ok["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Page"}
         assert "text/csv" in ok["content"] and "X-Next-Cursor" in ok["headers"]
         assert "400" in operation["responses"]
+    # The per-block route pages by height with the same other parameters and the same answers.
+    operation = doc["paths"]["/api/v1/btc/utxo/blocks"]["get"]
+    assert {p["name"] for p in operation["parameters"]} == paging - {"start", "end"} | {"start_height", "end_height"}
+    ok = operation["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Page"}
+    assert "text/csv" in ok["content"] and "X-Next-Cursor" in ok["headers"] and "400" in operation["responses"]
+    coverage = doc["components"]["schemas"]["CoinAgeCoverage"]["properties"]
+    assert {"type": "integer"} in coverage["state_complete_from_height"]["oneOf"]
     page = doc["components"]["schemas"]["Page"]
     assert set(page["required"]) == {"items", "next_cursor"}
     health = doc["components"]["schemas"]["BtcHealth"]["properties"]
