@@ -517,6 +517,19 @@ def test_coin_age_panels_run_as_the_reader_and_return_their_series(db_url, early
     assert any(r[2] > 0 for r in known)  # coins older than a day: the waves really move
 
 
+def test_coin_age_panels_draw_what_the_issue_asks():
+    """Realized price against the price, MVRV and SOPR as unstacked time series; HODL waves as a stacked area of
+    the bands' shares (filled, stacked, percent unit, 0..1)."""
+    board = json.loads((DASHBOARD_DIR / COIN_AGE_DASHBOARD).read_text())
+    panels = {p["title"]: p for p in board["panels"]}
+    hodl = panels["HODL waves (share of supply by coin age)"]["fieldConfig"]["defaults"]
+    assert hodl["custom"]["stacking"]["mode"] == "normal" and hodl["custom"]["fillOpacity"] > 0
+    assert hodl["unit"] == "percentunit" and (hodl["custom"]["axisSoftMin"], hodl["custom"]["axisSoftMax"]) == (0, 1)
+    for title in ("Realized price and price", "MVRV and NUPL", "SOPR and adjusted SOPR"):
+        assert panels[title]["type"] == "timeseries", title
+        assert panels[title]["fieldConfig"]["defaults"]["custom"].get("stacking", {}).get("mode", "none") == "none"
+
+
 def test_dashboard_files_are_stably_formatted():
     """Reviewable diffs: two-space indented JSON with a final newline, the layout Grafana's export uses too."""
     for path in sorted(DASHBOARD_DIR.glob("*.json")):
