@@ -6,9 +6,10 @@ Prints, on the same data in the same run:
   and by the per-bucket reference builder below (one query and one commit per bucket, reading the raw
   blocks and transactions as the seed's builder did), interleaved SQL / reference / SQL, and the ratio;
 - whether the two agree exactly on every bucket's fee median, percentiles and min/max feerate;
-- one new block: core.finish_block_batch (per-block SQL, fee facts included) and core.build_primitive_10m
-  statement times (goal: its 10m row in < 10 ms of database time), measured at the client over a local
-  socket, median and max over --latency-samples blocks.
+- one new block at the tip, as the loader writes it: core.finish_block_batch (per-block SQL, fee facts
+  included) and core.build_primitive_10m (goal: its 10m row in < 10 ms of database time): database time at
+  the server, shared buffers touched and the server process's CPU time, medians over --latency-samples
+  blocks, and the per-bucket reference query for the same bucket with the ratio per block.
 --layout uniform: one block every 600 s (one per bucket); poisson: exponential intervals of mean 600 s
 (0, 1, 2, 3... blocks per bucket, as on mainnet). Fees: feerates 1..~300 sat/vB, skewed to the low end.
 Usage: python -m bench.build [--days 7] [--tx-per-block 2500] [--layout uniform|poisson]
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import psycopg
 
@@ -247,7 +249,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--tx-per-block", type=int, default=2500)
     parser.add_argument("--layout", choices=("uniform", "poisson"), default="uniform")
-    parser.add_argument("--latency-samples", type=int, default=10)
+    parser.add_argument("--latency-samples", type=int, default=40)
     args = parser.parse_args()
     blocks = args.days * 144
     first, last = 840000, 840000 + blocks - 1
@@ -299,29 +301,103 @@ def main() -> None:
             " buckets equal"
         )
 
-        batch_ms, build_ms = [], []
-        for n in range(args.latency_samples):
-            h = last + 1 + n
-            with conn.transaction():
-                conn.execute("SELECT core.begin_block_batch(%s, %s)", (h, h))
-                generate(conn, h, h, args.tx_per_block, args.layout)
-                t = time.perf_counter()
-                conn.execute("SELECT core.finish_block_batch(%s, %s)", (h, h))
-                batch_ms.append((time.perf_counter() - t) * 1000)
-            with conn.transaction():
-                t = time.perf_counter()
-                conn.execute("SELECT * FROM core.build_primitive_10m()").fetchall()
-                build_ms.append((time.perf_counter() - t) * 1000)
-            (height,) = conn.execute(
-                "SELECT best_block_height_last FROM core.btc_primitive_10m ORDER BY bucket_start_utc DESC LIMIT 1"
-            ).fetchone()
-            conn.commit()
-            assert height == h, (height, h)
+        one_block(conn, last, args)
+
+
+def statement_cost(conn: psycopg.Connection, sql: str, params: dict | tuple | None = None) -> tuple[float, int, float]:
+    """Run one statement under EXPLAIN (ANALYZE, BUFFERS): (database time in ms, planning + execution;
+    shared buffers hit + read, nested statements included; CPU ms of the server process, from
+    /proc/<pid>/schedstat, which excludes time spent waiting for a core; NaN when the server is not local)."""
+    pid = conn.info.backend_pid
+    before = backend_cpu_ns(pid)
+    ((plan,),) = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params).fetchall()
+    after = backend_cpu_ns(pid)
+    top = plan[0]["Plan"]
+    return (
+        plan[0].get("Planning Time", 0.0) + plan[0]["Execution Time"],
+        top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0),
+        (after - before) / 1e6 if before is not None and after is not None else float("nan"),
+    )
+
+
+def backend_cpu_ns(pid: int) -> int | None:
+    """CPU ns the server process ran; None unless that pid here is a PostgreSQL process (a remote server)."""
+    try:
+        if not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"postgres"):
+            return None
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def one_block(conn: psycopg.Connection, last: int, args: argparse.Namespace) -> None:
+    """New blocks at the tip, one at a time, as the loader writes them (app/btc/writer.py: begin, rows, finish
+    in one transaction; then app/btc/chain_sync.build_timeline: core.build_primitive_10m(NULL, 4320) until it
+    returns nothing). Per block: the statements' database time, buffers and server CPU, and the per-bucket
+    reference query for the block's bucket (same data, same moment: the ratio cancels the machine's load)."""
+    samples: dict[str, list[float]] = {}
+    blocks_in_bucket = []
+    with conn.transaction():
+        conn.execute(REFERENCE_TABLE)  # empty: the comparison below covers the new blocks' buckets
+    for n in range(args.latency_samples):
+        h = last + 1 + n
+        with conn.transaction():
+            conn.execute("SELECT core.begin_block_batch(%s, %s)", (h, h))
+            generate(conn, h, h, args.tx_per_block, args.layout)
+            cost = statement_cost(conn, "SELECT core.finish_block_batch(%s, %s)", (h, h))
+        for name, value in zip(("finish_ms", "finish_buffers", "finish_cpu"), cost, strict=True):
+            samples.setdefault(name, []).append(value)
+        with conn.transaction():
+            cost = statement_cost(conn, "SELECT * FROM core.build_primitive_10m(NULL, 4320)")
+        with conn.transaction():
+            idle = statement_cost(conn, "SELECT * FROM core.build_primitive_10m(NULL, 4320)")  # nothing left
+        for name, value in zip(("build_ms", "build_buffers", "build_cpu"), cost, strict=True):
+            samples.setdefault(name, []).append(value)
+        samples.setdefault("idle_ms", []).append(idle[0])
+        height, bucket, count = conn.execute(
+            "SELECT best_block_height_last, bucket_start_utc, block_count FROM core.btc_primitive_10m"
+            " ORDER BY bucket_start_utc DESC LIMIT 1"
+        ).fetchone()
+        conn.commit()
+        assert height == h, (height, h)
+        blocks_in_bucket.append(count)
+        with conn.transaction():
+            conn.execute("DELETE FROM public.bench_reference_10m WHERE bucket_start_utc = %s", (bucket,))
+            reference = statement_cost(conn, REFERENCE_BUCKET.replace("%(b)s", "%(b)s::timestamptz"), {"b": bucket})
+        for name, value in zip(("ref_ms", "ref_buffers", "ref_cpu"), reference, strict=True):
+            samples.setdefault(name, []).append(value)
+    compared, differ = compare(conn)
+
+    def med(name: str, rows: list[int] | None = None) -> float:
+        values = samples[name] if rows is None else [samples[name][i] for i in rows]
+        return statistics.median(values)
+
+    print(
+        f"new block ({args.tx_per_block:,} tx), {len(blocks_in_bucket)} blocks one at a time (database time at the"
+        " server; buffers = shared hit + read; CPU = the server process's, without waiting for a core):"
+    )
+    print(
+        f"  core.finish_block_batch: median {med('finish_ms'):.1f} ms (max {max(samples['finish_ms']):.1f}),"
+        f" {med('finish_buffers'):.0f} buffers, CPU {med('finish_cpu'):.1f} ms"
+    )
+    print(
+        f"  core.build_primitive_10m -> its 10m row: median {med('build_ms'):.1f} ms"
+        f" (max {max(samples['build_ms']):.1f}), {med('build_buffers'):.0f} buffers, CPU {med('build_cpu'):.2f} ms"
+        f" (goal < 10 ms); the call after it (nothing to build): median {med('idle_ms'):.2f} ms"
+    )
+    for k in sorted(set(blocks_in_bucket)):
+        rows = [i for i, c in enumerate(blocks_in_bucket) if c == k]
         print(
-            f"new block ({args.tx_per_block:,} tx): core.finish_block_batch median {statistics.median(batch_ms):.1f} ms"
-            f" (max {max(batch_ms):.1f}); core.build_primitive_10m median {statistics.median(build_ms):.1f} ms"
-            f" (max {max(build_ms):.1f}) over {len(build_ms)} blocks (goal < 10 ms)"
+            f"    bucket with {k} block(s), {len(rows)} builds: median {med('build_ms', rows):.1f} ms,"
+            f" {med('build_buffers', rows):.0f} buffers, CPU {med('build_cpu', rows):.2f} ms"
         )
+    ratios = [r / b for r, b in zip(samples["ref_ms"], samples["build_ms"], strict=True)]
+    print(
+        f"  per-bucket reference query for the same bucket: median {med('ref_ms'):.1f} ms,"
+        f" {med('ref_buffers'):.0f} buffers, CPU {med('ref_cpu'):.2f} ms; ratio reference / build per block:"
+        f" median {statistics.median(ratios):.1f}x; the bucket's row equal to the reference in {compared - differ:,}"
+        f" of {compared:,}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
--- The 10-minute backbone core.btc_primitive_10m, in five parts:
+-- The 10-minute backbone core.btc_primitive_10m, in six parts:
 --   window      core.btc_primitive_10m_window: which buckets a build rewrites, from the checkpoints
 --   flows       core.btc_primitive_10m_flows: per bucket, sums of the blocks' facts
 --   statistics  core.btc_primitive_10m_statistics: per bucket, block intervals and fee statistics
---   rows        core.btc_primitive_10m_rows: every bucket of the window with flows, carried-forward state,
---               statistics (NULL when undefined), one column per table column
+--   state       core.btc_primitive_10m_state: every bucket with the state after its last block (carried)
+--   rows        core.btc_primitive_10m_rows: every bucket of the window with state, flows and statistics
+--               (NULL when undefined), one column per table column
 --   write       core.build_primitive_10m: the UPSERT of those rows, the price fields, the checkpoint and
 --               the NOTIFY
 -- and, at the end of the file, two separate sections: "Price fields" (core.set_primitive_10m_prices, the
@@ -249,8 +250,10 @@ AS $$
 
     -- The fee statistics of a bucket: core.btc_fee_stats_of_blocks over its blocks with observations. For
     -- the common bucket of one such block that is the block's stored statistics, read here set-based
-    -- (the same values the function returns for one block, without a call per bucket).
-    fee_stats AS (
+    -- (the same values the function returns for one block, without a call per bucket). MATERIALIZED: once
+    -- per bucket whatever the join below (a plan estimating one bucket put it on the inner side of a
+    -- nested loop and called the function again for every bucket: 3,458 calls for 136 buckets).
+    fee_stats AS MATERIALIZED (
         SELECT
             pb.bucket_start_utc,
             ff.median_fee_sat,
@@ -306,23 +309,32 @@ AS $$
 $$;
 COMMENT ON FUNCTION core.btc_primitive_10m_statistics(timestamptz, timestamptz, bigint) IS 'Block-interval and fee statistics per 10m bucket of a build window, from per-block facts.';
 
--- api fields of core.btc_primitive_10m: *
--- core.btc_primitive_10m_rows(p_start, p_target, p_top_height, p_seed_height): the rows of
--- core.btc_primitive_10m for every bucket p_start..p_target (in the table's column order): flows summed
--- (0 when empty), state carried forward from the last block at or before the bucket (p_seed_height
--- before the first block of the window), undefined statistics NULL, price fields NULL (written after the
--- rows by core.set_primitive_10m_prices), block span and hash rate estimates from
--- core.btc_primitive_10m_block_span. Reads only the window's blocks and their fee facts.
-CREATE OR REPLACE FUNCTION core.btc_primitive_10m_rows(
+-- core.btc_primitive_10m_state(p_start, p_target, p_top_height, p_seed_height): every bucket p_start..p_target
+-- with the state after the last block at or before it (genesis included; p_seed_height, the last block
+-- before p_start, until the window's first block): its height, running supply, difficulty, chainwork,
+-- halving epoch and UTXO set (core.btc_block_utxo_facts; NULL where that block has none). Heights rise with
+-- buckets, so that block is the running max of the buckets' last heights. Only the blocks p_seed_height ..
+-- p_top_height are read (a range of the primary keys): a build of the newest bucket reads its blocks and
+-- the seed, whatever the length of the chain below.
+CREATE OR REPLACE FUNCTION core.btc_primitive_10m_state(
     p_start timestamptz, p_target timestamptz, p_top_height bigint, p_seed_height bigint
 )
-RETURNS SETOF core.btc_primitive_10m
+RETURNS TABLE (
+    bucket_start_utc timestamptz,
+    state_height bigint,
+    cumulative_supply_sat bigint,
+    difficulty numeric,
+    chainwork text,
+    halving_epoch integer,
+    utxo_count_total bigint,
+    utxo_bogo_total_bytes bigint
+)
 LANGUAGE sql STABLE
 AS $$
-    WITH state_heights AS (
+    WITH last_heights AS (
         SELECT
             pb.bucket_start_utc,
-            max(pb.height) AS top_height
+            max(pb.height) AS last_height
         FROM core.btc_primitive_block AS pb
         WHERE pb.height <= p_top_height AND pb.bucket_start_utc BETWEEN p_start AND p_target
         GROUP BY pb.bucket_start_utc
@@ -331,16 +343,69 @@ AS $$
     timeline AS (
         SELECT
             g.bucket_start_utc,
-            -- Heights rise with buckets, so the running max is the last block at or before the bucket.
-            coalesce(max(sh.top_height) OVER (ORDER BY g.bucket_start_utc), p_seed_height) AS state_height
+            coalesce(max(lh.last_height) OVER (ORDER BY g.bucket_start_utc), p_seed_height) AS state_height
         FROM generate_series(p_start, p_target, INTERVAL '10 minutes') AS g (bucket_start_utc)
-        LEFT JOIN state_heights AS sh ON g.bucket_start_utc = sh.bucket_start_utc
+        LEFT JOIN last_heights AS lh ON g.bucket_start_utc = lh.bucket_start_utc
     ),
 
-    flows AS (
+    states AS (
         SELECT
-            tl.bucket_start_utc,
-            tl.state_height,
+            pb.height,
+            pb.cumulative_supply_sat,
+            pb.difficulty,
+            pb.chainwork
+        FROM core.btc_primitive_block AS pb
+        WHERE pb.height BETWEEN coalesce(p_seed_height, 0) AND p_top_height
+    ),
+
+    utxo_states AS (
+        SELECT
+            uf.height,
+            uf.utxo_count_total,
+            uf.utxo_bogo_total_bytes
+        FROM core.btc_block_utxo_facts AS uf
+        WHERE uf.height BETWEEN coalesce(p_seed_height, 0) AND p_top_height
+    )
+
+    SELECT
+        tl.bucket_start_utc,
+        s.height AS state_height,
+        s.cumulative_supply_sat,
+        s.difficulty,
+        s.chainwork,
+        core.btc_halving_epoch(s.height) AS halving_epoch,
+        us.utxo_count_total,
+        us.utxo_bogo_total_bytes
+    FROM timeline AS tl
+    LEFT JOIN states AS s ON tl.state_height = s.height
+    LEFT JOIN utxo_states AS us ON tl.state_height = us.height
+$$;
+COMMENT ON FUNCTION core.btc_primitive_10m_state(timestamptz, timestamptz, bigint, bigint) IS 'State carried into each 10m bucket of a build window (supply, difficulty, chainwork, UTXO set), from the window''s blocks and its seed block only.';
+
+-- api fields of core.btc_primitive_10m: *
+-- core.btc_primitive_10m_rows(p_start, p_target, p_top_height, p_seed_height): the rows of
+-- core.btc_primitive_10m for every bucket p_start..p_target (in the table's column order): flows summed
+-- (0 when empty), state carried forward (core.btc_primitive_10m_state), undefined statistics NULL, price
+-- fields NULL (written after the rows by core.set_primitive_10m_prices), block span and hash rate
+-- estimates from core.btc_primitive_10m_block_span. Reads only the window's blocks, their fee facts and
+-- the seed block.
+CREATE OR REPLACE FUNCTION core.btc_primitive_10m_rows(
+    p_start timestamptz, p_target timestamptz, p_top_height bigint, p_seed_height bigint
+)
+RETURNS SETOF core.btc_primitive_10m
+LANGUAGE sql STABLE
+AS $$
+    -- Every bucket of the window: its state and its flows (0 without blocks).
+    WITH buckets AS (
+        SELECT
+            s.bucket_start_utc,
+            s.state_height,
+            s.cumulative_supply_sat,
+            s.difficulty,
+            s.chainwork,
+            s.halving_epoch,
+            s.utxo_count_total,
+            s.utxo_bogo_total_bytes,
             coalesce(fl.block_count, 0) AS block_count,
             coalesce(fl.issued_sat, 0) AS issued_sat,
             coalesce(fl.fee_sat, 0) AS fee_sat,
@@ -362,9 +427,9 @@ AS $$
             coalesce(fl.fee_obs_n, 0) AS fee_obs_n,
             coalesce(fl.fee_obs_sat, 0) AS fee_obs_sat,
             coalesce(fl.fee_obs_vsize_vb, 0) AS fee_obs_vsize_vb
-        FROM timeline AS tl
+        FROM core.btc_primitive_10m_state(p_start, p_target, p_top_height, p_seed_height) AS s
         LEFT JOIN core.btc_primitive_10m_flows(p_start, p_target, p_top_height) AS fl
-            ON tl.bucket_start_utc = fl.bucket_start_utc
+            ON s.bucket_start_utc = fl.bucket_start_utc
     )
 
     SELECT
@@ -398,11 +463,11 @@ AS $$
         f.fee_obs_vsize_vb AS fee_observed_vsize_vb_10m,
         coalesce(st.interval_n, 0) AS block_interval_count_10m,
         coalesce(st.interval_total_sec, 0) AS block_interval_sum_sec_10m,
-        s.cumulative_supply_sat AS supply_total_sat,
-        s.difficulty AS difficulty_last,
-        s.chainwork AS chainwork_last,
-        s.height AS best_block_height_last,
-        core.btc_halving_epoch(s.height) AS halving_epoch,
+        f.cumulative_supply_sat AS supply_total_sat,
+        f.difficulty AS difficulty_last,
+        f.chainwork AS chainwork_last,
+        f.state_height AS best_block_height_last,
+        f.halving_epoch,
         CASE WHEN st.interval_n > 0 THEN round(st.interval_total_sec::numeric / st.interval_n, 8) END
             AS block_interval_mean_sec_10m,
         st.interval_median_sec AS block_interval_median_sec_10m,
@@ -441,9 +506,9 @@ AS $$
         -- UTXO set (revision 0008; core.btc_primitive_10m_utxo in 025_btc_utxo_facts.sql): the set after the
         -- bucket's last block (carried), and the bucket's bogosize change (0 without blocks; NULL when a
         -- block's prevouts are unknown).
-        uf.utxo_count_total,
+        f.utxo_count_total,
         CASE WHEN ut.bucket_start_utc IS NULL THEN 0 ELSE ut.utxo_size_inc_bytes END AS utxo_size_inc_bytes_10m,
-        uf.utxo_bogo_total_bytes AS utxo_set_size_total_bytes,
+        f.utxo_bogo_total_bytes AS utxo_set_size_total_bytes,
         -- Block span and hash rate estimates (revision 0009; section at the end of this file).
         sp.first_height,
         sp.last_height,
@@ -452,13 +517,11 @@ AS $$
         core.epoch_ms(f.bucket_start_utc) AS open_time_ms,
         sp.hashrate_est_last,
         sp.hashrate_est_mean_10m
-    FROM flows AS f
+    FROM buckets AS f
     LEFT JOIN core.btc_primitive_10m_statistics(p_start, p_target, p_top_height) AS st
         ON f.bucket_start_utc = st.bucket_start_utc
-    LEFT JOIN core.btc_primitive_block AS s ON f.state_height = s.height
     LEFT JOIN core.btc_primitive_10m_block_span(p_start, p_target, p_top_height) AS sp
         ON f.bucket_start_utc = sp.bucket_start_utc
-    LEFT JOIN core.btc_block_utxo_facts AS uf ON f.state_height = uf.height
     LEFT JOIN core.btc_primitive_10m_utxo(p_start, p_target, p_top_height) AS ut
         ON f.bucket_start_utc = ut.bucket_start_utc
 $$;
@@ -479,6 +542,9 @@ LANGUAGE plpgsql VOLATILE
 -- A build is a short statement over per-block facts: compiling it with JIT (which the planner's
 -- estimates of the helper functions' row counts can trigger) costs far more than running it.
 SET jit = off
+-- The plans of the statements here and in what they call are chosen per window below (the setting is
+-- restored when the function returns).
+SET plan_cache_mode = auto
 AS $$
 DECLARE
     v_cp record;
@@ -505,6 +571,18 @@ BEGIN
         RETURN;
     END IF;
 
+    -- On plain PostgreSQL a window of less than a day (the step after a new block, an idle timeline's next
+    -- buckets) runs generic plans, made once per session: planning the UPSERT for the window's values costs
+    -- several times more than running it, and on a long chain the plan cache's own choice was to re-plan it
+    -- at every build (its generic cost, estimated for an unknown window, is far above a one-bucket plan's).
+    -- Not on TimescaleDB: there a generic plan joins the per-block hypertables without knowing which chunks
+    -- the window needs and hash-joins all of them (1.4 s of CPU for one bucket of a 15-year chain, against
+    -- 0.24 s planned for the window). A longer window (a rebuild, a catch-up chunk) is planned for its size.
+    IF v_window.target_bucket - v_window.start_bucket >= INTERVAL '1 day' THEN
+        PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
+    ELSIF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension AS x WHERE x.extname = 'timescaledb') THEN
+        PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
+    END IF;
     INSERT INTO core.btc_primitive_10m AS p
     SELECT r.*
     FROM core.btc_primitive_10m_rows(v_window.start_bucket, v_window.target_bucket, v_window.top_height,
@@ -633,36 +711,42 @@ $$;
 -- rows changed. The supply is the target row's own, so a concurrent build that changed it is seen.
 CREATE OR REPLACE FUNCTION core.set_primitive_10m_prices(p_from timestamptz, p_to timestamptz)
 RETURNS integer
-LANGUAGE sql VOLATILE
+-- PL/pgSQL rather than SQL (not parsed again at every call; every build of the backbone makes one), planned
+-- for the call's range every time: on TimescaleDB only that excludes the backbone's other chunks from the
+-- UPDATE, whose generic plan (an SQL function's, or a cached one) decompressed every compressed chunk of it
+-- (773,603 rows on a 15-year timeline: SQLSTATE 53400, over timescaledb.max_tuples_decompressed_per_dml_transaction).
+LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_custom_plan
 AS $$
-    WITH changed AS (
-        UPDATE core.btc_primitive_10m AS p
-        SET open_price_usd = m.open_price_usd,
-            high_price_usd = m.high_price_usd,
-            low_price_usd = m.low_price_usd,
-            close_price_usd = m.close_price_usd,
-            market_cap_usd = core.market_cap_usd(p.supply_total_sat, m.close_price_usd)
-        FROM (
-            SELECT
-                g.bucket_start_utc,
-                mq.open_price_usd,
-                mq.high_price_usd,
-                mq.low_price_usd,
-                mq.close_price_usd
-            FROM generate_series(p_from, p_to, INTERVAL '10 minutes') AS g (bucket_start_utc)
-            LEFT JOIN core.mq_btc_price_10m AS mq ON g.bucket_start_utc = mq.bucket_start_utc
-        ) AS m
-        WHERE p.bucket_start_utc = m.bucket_start_utc
-          AND p.bucket_start_utc BETWEEN p_from AND p_to
-          AND (p.open_price_usd, p.high_price_usd, p.low_price_usd, p.close_price_usd, p.market_cap_usd)
-          IS DISTINCT FROM (
-              m.open_price_usd, m.high_price_usd, m.low_price_usd, m.close_price_usd,
-              core.market_cap_usd(p.supply_total_sat, m.close_price_usd)
-          )
-        RETURNING 1
-    )
-
-    SELECT count(*)::integer FROM changed
+DECLARE
+    v_rows integer;
+BEGIN
+    UPDATE core.btc_primitive_10m AS p
+    SET open_price_usd = m.open_price_usd,
+        high_price_usd = m.high_price_usd,
+        low_price_usd = m.low_price_usd,
+        close_price_usd = m.close_price_usd,
+        market_cap_usd = core.market_cap_usd(p.supply_total_sat, m.close_price_usd)
+    FROM (
+        SELECT
+            g.bucket_start_utc,
+            mq.open_price_usd,
+            mq.high_price_usd,
+            mq.low_price_usd,
+            mq.close_price_usd
+        FROM generate_series(p_from, p_to, INTERVAL '10 minutes') AS g (bucket_start_utc)
+        LEFT JOIN core.mq_btc_price_10m AS mq ON g.bucket_start_utc = mq.bucket_start_utc
+    ) AS m
+    WHERE p.bucket_start_utc = m.bucket_start_utc
+      AND p.bucket_start_utc BETWEEN p_from AND p_to
+      AND (p.open_price_usd, p.high_price_usd, p.low_price_usd, p.close_price_usd, p.market_cap_usd)
+      IS DISTINCT FROM (
+          m.open_price_usd, m.high_price_usd, m.low_price_usd, m.close_price_usd,
+          core.market_cap_usd(p.supply_total_sat, m.close_price_usd)
+      );
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
 $$;
 COMMENT ON FUNCTION core.set_primitive_10m_prices(timestamptz, timestamptz) IS 'The one writer of the backbone''s price fields: canonical OHLC of the bucket and market cap (supply x close).';
 
