@@ -137,13 +137,14 @@ class Rpc:
 
 
 def warm_up(ports: list[int], first: int, last: int) -> dict:
-    """Fetch every block once at verbosity 2 (sim-node renders it to its cache files); with several
-    sim-node processes on the same chain and cache directory, each renders every n-th block."""
+    """Fetch every block once at verbosity 3, as the loader reads them (sim-node reports Core 29 and gives
+    prevouts; it renders each block to its cache files); with several sim-node processes on the same chain
+    and cache directory, each renders every n-th block."""
 
     def fetch(k: int) -> int:
         rpc = Rpc(ports[k])
         return sum(
-            len(rpc.raw("getblock", rpc.call("getblockhash", h), 2)) for h in range(first + k, last + 1, len(ports))
+            len(rpc.raw("getblock", rpc.call("getblockhash", h), 3)) for h in range(first + k, last + 1, len(ports))
         )
 
     started = time.perf_counter()
@@ -427,7 +428,7 @@ def main() -> None:
                 extra.stop()
             results["warm_up"] = warm
             print(
-                f"warm-up: {len(nodes)} sim-node processes rendered {warm['json_bytes'] / 1e6:,.0f} MB of getblock v2"
+                f"warm-up: {len(nodes)} sim-node processes rendered {warm['json_bytes'] / 1e6:,.0f} MB of getblock v3"
                 f" JSON in {warm['seconds']:.0f}s = {warm['json_bytes'] / 1e6 / warm['seconds']:.1f} MB/s,"
                 f" {blocks / warm['seconds']:.2f} blocks/s (load average {load_average()})"
             )

@@ -49,6 +49,12 @@ AGE_MIX = (
 )
 _AGE_CUMULATIVE = tuple(sum(c[0] for c in AGE_MIX[: i + 1]) for i in range(len(AGE_MIX)))
 PROBE_BLOCKS = 2  # an exhausted target block: the nearest blocks with an unspent output, this far each way
+# Inputs and outputs per transaction (1-4 and 1-3, two of each on average). A chain from genesis has no older
+# coins to spend: its transactions take fewer inputs (1.6) and make more outputs (2.2), so its UTXO set grows.
+IN_COUNTS = (1, 1, 1, 2, 2, 3, 4)
+OUT_COUNTS = (1, 2, 2, 2, 3)
+IN_COUNTS_GROWING = (1, 1, 1, 1, 2, 2, 3)
+OUT_COUNTS_GROWING = (1, 2, 2, 2, 3, 3)
 # A share of outputs is held: never spent (the UTXO set keeps coins of every age, as long-term holders do).
 HELD_SHARE = 0.2
 HELD = 2  # BlockData.spent: 0 unspent (spendable by later blocks), 1 spent or unspendable, 2 held
@@ -255,7 +261,9 @@ def generate_block(
         if scarce:
             n_in, n_out = 1, rng.choice((2, 3, 3, 4, 5, 8))
         else:
-            n_in, n_out = rng.choice((1, 1, 1, 1, 2, 2, 3)), rng.choice((1, 2, 2, 2, 3, 3))
+            growing = not spender.prehistory
+            n_in = rng.choice(IN_COUNTS_GROWING if growing else IN_COUNTS)
+            n_out = rng.choice(OUT_COUNTS_GROWING if growing else OUT_COUNTS)
         kinds = [_output_kind(rng, segwit) for _ in range(n_out)]
         inputs: list[tuple[int, int, int]] = []
         _take(spender, rng, data, own, inputs, 1)
