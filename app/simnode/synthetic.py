@@ -48,6 +48,9 @@ AGE_MIX = (
     (0.10, 180 * DAY, 8 * 365 * DAY),
 )
 _AGE_CUMULATIVE = tuple(sum(c[0] for c in AGE_MIX[: i + 1]) for i in range(len(AGE_MIX)))
+# Draws of a coin age for a transaction's first input (a chain from genesis has no coin older than itself;
+# a draw older than the chain, or at exhausted blocks, misses: the transaction is not made after this many).
+FIRST_INPUT_TRIES = 3
 PROBE_BLOCKS = 2  # an exhausted target block: the nearest blocks with an unspent output, this far each way
 # Inputs and outputs per transaction (1-4 and 1-3, two of each on average). A chain from genesis has no older
 # coins to spend: its transactions take fewer inputs (1.6) and make more outputs (2.2), so its UTXO set grows.
@@ -266,7 +269,7 @@ def generate_block(
             n_out = rng.choice(OUT_COUNTS_GROWING if growing else OUT_COUNTS)
         kinds = [_output_kind(rng, segwit) for _ in range(n_out)]
         inputs: list[tuple[int, int, int]] = []
-        _take(spender, rng, data, own, inputs, 1)
+        _take(spender, rng, data, own, inputs, FIRST_INPUT_TRIES)
         if not inputs:
             continue
         for _ in range(n_in - 1):
