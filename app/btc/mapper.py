@@ -6,7 +6,8 @@ checked. Sums over a block, fee fallbacks, supply and the UTXO / coin-age facts 
 (sql/functions). Per transaction the outputs that enter the UTXO set are counted (Bitcoin Core's
 IsUnspendable: a script starting with OP_RETURN or longer than 10,000 bytes never does); per non-coinbase
 input the prevout that verbosity 3 reports becomes one stage row (verbosity 2 has none: SQL then records
-the block's prevouts as unknown, /work/notes/prevout-contract.md).
+the block's prevouts as unknown; the stage rows' contract is in docs/benchmarks.md, "Prevout resolution
+inside MQNODE").
 """
 
 from __future__ import annotations
