@@ -322,11 +322,14 @@ $$;
 COMMENT ON FUNCTION core.btc_coin_age_complete_from() IS 'Lowest height from which coin-age metrics are complete (NULL: not stored from genesis).';
 
 -- api fields of core.btc_primitive_10m: utxo_size_inc_bytes_10m=utxo_size_inc_bytes
--- core.btc_primitive_10m_utxo(p_start, p_target, p_top_height): per 10m bucket with a counted block (the
--- blocks of core.btc_primitive_10m_blocks: genesis counts in no flow), the summed utxo_size_inc_bytes of its
--- blocks; NULL when one of them is unknown. Read by core.btc_primitive_10m_rows (040).
+-- core.btc_primitive_10m_utxo(p_start, p_target, p_top_height, p_seed_height): per 10m bucket with a counted
+-- block (the blocks of core.btc_primitive_10m_blocks: genesis counts in no flow), the summed
+-- utxo_size_inc_bytes of its blocks; NULL when one of them is unknown. Read by core.btc_primitive_10m_rows
+-- (040). The facts are read in the window's height range only (p_seed_height < height <= p_top_height, as
+-- every part of the window: on TimescaleDB it excludes the chunks below the window from the plan).
+DROP FUNCTION IF EXISTS core.btc_primitive_10m_utxo(timestamptz, timestamptz, bigint);
 CREATE OR REPLACE FUNCTION core.btc_primitive_10m_utxo(
-    p_start timestamptz, p_target timestamptz, p_top_height bigint
+    p_start timestamptz, p_target timestamptz, p_top_height bigint, p_seed_height bigint DEFAULT NULL
 )
 RETURNS TABLE (bucket_start_utc timestamptz, utxo_size_inc_bytes bigint)
 LANGUAGE plpgsql STABLE
@@ -336,9 +339,10 @@ BEGIN
     SELECT
         b.bucket_start_utc,
         CASE WHEN count(*) = count(f.utxo_size_inc_bytes) THEN sum(f.utxo_size_inc_bytes)::bigint END
-    FROM core.btc_primitive_10m_blocks(p_start, p_target, p_top_height) AS b
-    LEFT JOIN core.btc_block_utxo_facts AS f ON b.height = f.height
+    FROM core.btc_primitive_10m_blocks(p_start, p_target, p_top_height, p_seed_height) AS b
+    LEFT JOIN core.btc_block_utxo_facts AS f
+        ON b.height = f.height AND f.height > coalesce(p_seed_height, 0) AND f.height <= p_top_height
     GROUP BY b.bucket_start_utc;
 END
 $$;
-COMMENT ON FUNCTION core.btc_primitive_10m_utxo(timestamptz, timestamptz, bigint) IS 'UTXO set size change per 10m bucket of a build window (NULL when a block is unknown).';
+COMMENT ON FUNCTION core.btc_primitive_10m_utxo(timestamptz, timestamptz, bigint, bigint) IS 'UTXO set size change per 10m bucket of a build window (NULL when a block is unknown).';

@@ -7,10 +7,11 @@
 --               (NULL when undefined), one column per table column
 --   write       core.build_primitive_10m: the UPSERT of those rows, the price fields, the checkpoint and
 --               the NOTIFY
--- and, at the end of the file, two separate sections: "Price fields" (core.set_primitive_10m_prices, the
--- one writer of the backbone's price columns, called by the builder and the composer) and "Block span and
--- hash rate estimates" (core.btc_primitive_10m_block_span: first/last height and block time, hash rate
--- estimates; the seed's backbone columns, revision 0009).
+-- and two separate sections: "Block span and hash rate estimates" (core.btc_primitive_10m_block_span:
+-- first/last height and block time, hash rate estimates; the seed's backbone columns, revision 0009), before
+-- the rows part that reads it (a function's body is checked when it is created), and at the end of the file
+-- "Price fields" (core.set_primitive_10m_prices, the one writer of the backbone's price columns, called by
+-- the builder and the composer).
 -- Nothing here reads raw.btc_tx_raw: fee observations come from core.btc_block_fee_facts (written once
 -- per block at ingest, sql/functions/020_btc_primitive_block.sql).
 
@@ -77,12 +78,23 @@ AS $$
 $$;
 COMMENT ON FUNCTION core.btc_primitive_10m_window(bigint, bigint, timestamptz, timestamptz, integer) IS 'The buckets a 10m build rewrites, its new checkpoint height and the block whose state seeds it.';
 
--- core.btc_primitive_10m_blocks(p_start, p_target, p_top_height): the blocks of buckets p_start..p_target
--- up to height p_top_height that count in flows, with their fee facts' sums. The genesis block is state
--- only (height 0, supply 0): its coinbase is unspendable and no node validates it, and Coin Metrics counts
--- it in no daily flow either (BlkCnt, BlkSizeByte and IssTotNtv are 0 on 2009-01-03).
+-- core.btc_primitive_10m_blocks(p_start, p_target, p_top_height, p_seed_height): the blocks of buckets
+-- p_start..p_target up to height p_top_height that count in flows, with their fee facts' sums. The genesis
+-- block is state only (height 0, supply 0): its coinbase is unspendable and no node validates it, and Coin
+-- Metrics counts it in no daily flow either (BlkCnt, BlkSizeByte and IssTotNtv are 0 on 2009-01-03).
+-- p_seed_height (the last block before p_start, core.btc_primitive_10m_window's seed_height; NULL: none
+-- known) bounds the heights from below: buckets rise with height, so no block of the window is at or
+-- below it. The window's parts take it too and bound every per-block relation they read to
+-- p_seed_height < height <= p_top_height: on TimescaleDB only a height range on each relation lets the
+-- planner exclude the chunks below the window (planning every chunk of a long chain cost about 1 s per
+-- one-block build).
+-- The parts drop their 3-argument forms of before (same name, a new optional argument).
+DROP FUNCTION IF EXISTS core.btc_primitive_10m_blocks(timestamptz, timestamptz, bigint);
+DROP FUNCTION IF EXISTS core.btc_primitive_10m_flows(timestamptz, timestamptz, bigint);
+DROP FUNCTION IF EXISTS core.btc_primitive_10m_statistics(timestamptz, timestamptz, bigint);
+DROP FUNCTION IF EXISTS core.btc_primitive_10m_block_span(timestamptz, timestamptz, bigint);
 CREATE OR REPLACE FUNCTION core.btc_primitive_10m_blocks(
-    p_start timestamptz, p_target timestamptz, p_top_height bigint
+    p_start timestamptz, p_target timestamptz, p_top_height bigint, p_seed_height bigint DEFAULT NULL
 )
 RETURNS TABLE (
     bucket_start_utc timestamptz,
@@ -107,10 +119,11 @@ AS $$
         ff.max_feerate_sat_vb
     FROM core.btc_primitive_block AS pb
     INNER JOIN core.btc_block_fee_facts AS ff ON pb.height = ff.height
-    WHERE pb.height > 0 AND pb.height <= p_top_height
+    WHERE pb.height > coalesce(p_seed_height, 0) AND pb.height <= p_top_height
+      AND ff.height > coalesce(p_seed_height, 0) AND ff.height <= p_top_height
       AND pb.bucket_start_utc BETWEEN p_start AND p_target
 $$;
-COMMENT ON FUNCTION core.btc_primitive_10m_blocks(timestamptz, timestamptz, bigint) IS 'Blocks counted in the flows of a 10m window, with their fee facts sums.';
+COMMENT ON FUNCTION core.btc_primitive_10m_blocks(timestamptz, timestamptz, bigint, bigint) IS 'Blocks counted in the flows of a 10m window, with their fee facts sums.';
 
 -- api fields of core.btc_primitive_10m: block_count, issued_sat_10m=issued_sat, fees_sat_10m=fee_sat,
 --     total_fee_sat_10m=fee_sat, miner_revenue_sat_10m=miner_revenue_sat, total_out_sat_10m=total_out_sat,
@@ -122,11 +135,11 @@ COMMENT ON FUNCTION core.btc_primitive_10m_blocks(timestamptz, timestamptz, bigi
 --     created_output_count_10m=output_count, spent_output_count_10m=input_count,
 --     fee_observed_tx_count_10m=fee_obs_n, fee_observed_sat_10m=fee_obs_sat,
 --     fee_observed_vsize_vb_10m=fee_obs_vsize_vb
--- core.btc_primitive_10m_flows(p_start, p_target, p_top_height): per bucket with a counted block, the
--- sums of its blocks' facts (block count, issuance, fees, sizes, counts, fee observations). Buckets
--- without one have no row (the rows part writes 0 there).
+-- core.btc_primitive_10m_flows(p_start, p_target, p_top_height, p_seed_height): per bucket with a counted
+-- block, the sums of its blocks' facts (block count, issuance, fees, sizes, counts, fee observations).
+-- Buckets without one have no row (the rows part writes 0 there).
 CREATE OR REPLACE FUNCTION core.btc_primitive_10m_flows(
-    p_start timestamptz, p_target timestamptz, p_top_height bigint
+    p_start timestamptz, p_target timestamptz, p_top_height bigint, p_seed_height bigint DEFAULT NULL
 )
 RETURNS TABLE (
     bucket_start_utc timestamptz,
@@ -178,11 +191,12 @@ AS $$
         sum(b.fee_total_sat)::bigint AS fee_obs_sat,
         sum(b.fee_vsize_total_vb)::bigint AS fee_obs_vsize_vb
     -- The counted blocks are core.btc_primitive_10m_blocks' (one rule: genesis counts in no flow).
-    FROM core.btc_primitive_10m_blocks(p_start, p_target, p_top_height) AS b
+    FROM core.btc_primitive_10m_blocks(p_start, p_target, p_top_height, p_seed_height) AS b
     INNER JOIN core.btc_primitive_block AS pb ON b.height = pb.height
+    WHERE pb.height > coalesce(p_seed_height, 0) AND pb.height <= p_top_height
     GROUP BY pb.bucket_start_utc
 $$;
-COMMENT ON FUNCTION core.btc_primitive_10m_flows(timestamptz, timestamptz, bigint) IS 'Flow sums per 10m bucket of a build window, from per-block facts.';
+COMMENT ON FUNCTION core.btc_primitive_10m_flows(timestamptz, timestamptz, bigint, bigint) IS 'Flow sums per 10m bucket of a build window, from per-block facts.';
 
 -- api fields of core.btc_primitive_10m: block_interval_count_10m=interval_n,
 --     block_interval_sum_sec_10m=interval_total_sec, block_interval_median_sec_10m=interval_median_sec,
@@ -192,14 +206,15 @@ COMMENT ON FUNCTION core.btc_primitive_10m_flows(timestamptz, timestamptz, bigin
 --     fee_p90_sat_10m=fee_p90_sat, feerate_p10_sat_vb_10m=feerate_p10_sat_vb,
 --     feerate_p25_sat_vb_10m=feerate_p25_sat_vb, feerate_p75_sat_vb_10m=feerate_p75_sat_vb,
 --     feerate_p90_sat_vb_10m=feerate_p90_sat_vb
--- core.btc_primitive_10m_statistics(p_start, p_target, p_top_height): per bucket with a counted block,
+-- core.btc_primitive_10m_statistics(p_start, p_target, p_top_height, p_seed_height): per bucket with a
+-- counted block,
 --   block intervals: between consecutive blocks of the bucket by header time (count, sum, exact median:
 --   mean of the lower and upper middle value);
 --   fees: core.btc_fee_stats_of_blocks over the bucket's blocks with fee observations (the one
 --   computation of a bucket's median fee, feerate median and percentiles), min/max feerate from the
 --   per-block min/max. NULL where undefined (fewer than 2 blocks; no fee observation).
 CREATE OR REPLACE FUNCTION core.btc_primitive_10m_statistics(
-    p_start timestamptz, p_target timestamptz, p_top_height bigint
+    p_start timestamptz, p_target timestamptz, p_top_height bigint, p_seed_height bigint DEFAULT NULL
 )
 RETURNS TABLE (
     bucket_start_utc timestamptz,
@@ -231,7 +246,7 @@ AS $$
             (extract(EPOCH FROM b.block_time)
              - extract(EPOCH FROM lag(b.block_time) OVER (PARTITION BY b.bucket_start_utc ORDER BY b.height)))::bigint
                 AS interval_sec
-        FROM core.btc_primitive_10m_blocks(p_start, p_target, p_top_height) AS b
+        FROM core.btc_primitive_10m_blocks(p_start, p_target, p_top_height, p_seed_height) AS b
     ),
 
     per_bucket AS (
@@ -269,6 +284,7 @@ AS $$
         FROM per_bucket AS pb
         INNER JOIN core.btc_block_fee_facts AS ff ON pb.fee_heights[1] = ff.height
         WHERE cardinality(pb.fee_heights) = 1
+          AND ff.height > coalesce(p_seed_height, 0) AND ff.height <= p_top_height
         UNION ALL
         SELECT
             pb.bucket_start_utc,
@@ -307,7 +323,7 @@ AS $$
     FROM per_bucket AS pb
     LEFT JOIN fee_stats AS fs ON pb.bucket_start_utc = fs.bucket_start_utc
 $$;
-COMMENT ON FUNCTION core.btc_primitive_10m_statistics(timestamptz, timestamptz, bigint) IS 'Block-interval and fee statistics per 10m bucket of a build window, from per-block facts.';
+COMMENT ON FUNCTION core.btc_primitive_10m_statistics(timestamptz, timestamptz, bigint, bigint) IS 'Block-interval and fee statistics per 10m bucket of a build window, from per-block facts.';
 
 -- core.btc_primitive_10m_state(p_start, p_target, p_top_height, p_seed_height): every bucket p_start..p_target
 -- with the state after the last block at or before it (genesis included; p_seed_height, the last block
@@ -336,7 +352,8 @@ AS $$
             pb.bucket_start_utc,
             max(pb.height) AS last_height
         FROM core.btc_primitive_block AS pb
-        WHERE pb.height <= p_top_height AND pb.bucket_start_utc BETWEEN p_start AND p_target
+        WHERE pb.height BETWEEN coalesce(p_seed_height, 0) AND p_top_height
+          AND pb.bucket_start_utc BETWEEN p_start AND p_target
         GROUP BY pb.bucket_start_utc
     ),
 
@@ -381,6 +398,50 @@ AS $$
     LEFT JOIN utxo_states AS us ON tl.state_height = us.height
 $$;
 COMMENT ON FUNCTION core.btc_primitive_10m_state(timestamptz, timestamptz, bigint, bigint) IS 'State carried into each 10m bucket of a build window (supply, difficulty, chainwork, UTXO set), from the window''s blocks and its seed block only.';
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Block span and hash rate estimates (the seed's backbone columns, revision 0009)
+-- ---------------------------------------------------------------------------------------------------------
+
+-- api fields of core.btc_primitive_10m: first_height, last_height, first_block_time_utc, last_block_time_utc,
+--     hashrate_est_last, hashrate_est_mean_10m
+-- core.btc_primitive_10m_block_span(p_start, p_target, p_top_height, p_seed_height): per bucket with a
+-- counted block (the blocks of core.btc_primitive_10m_blocks: the genesis block is state only), the
+-- heights of its first and last block, their header times (block_time of the lowest and of the highest
+-- height: header times may go backwards, so these are not min/max), and the hash rate estimates (H/s,
+-- 8 decimals, rule core.btc_hashrate_hs): hashrate_est_last = the last block's difficulty x 2^32 / 600 s,
+-- hashrate_est_mean_10m = the mean of that estimate over the bucket's blocks (their summed difficulty x
+-- 2^32 / (600 s x block count)). Buckets without a counted block have no row: the rows part leaves
+-- these NULL there. Revision 0009 fills rows stored before it through this function.
+CREATE OR REPLACE FUNCTION core.btc_primitive_10m_block_span(
+    p_start timestamptz, p_target timestamptz, p_top_height bigint, p_seed_height bigint DEFAULT NULL
+)
+RETURNS TABLE (
+    bucket_start_utc timestamptz,
+    first_height bigint,
+    last_height bigint,
+    first_block_time_utc timestamptz,
+    last_block_time_utc timestamptz,
+    hashrate_est_last numeric,
+    hashrate_est_mean_10m numeric
+)
+LANGUAGE sql STABLE
+AS $$
+    SELECT
+        b.bucket_start_utc,
+        min(b.height) AS first_height,
+        max(b.height) AS last_height,
+        (array_agg(b.block_time ORDER BY b.height))[1] AS first_block_time_utc,
+        (array_agg(b.block_time ORDER BY b.height DESC))[1] AS last_block_time_utc,
+        round(core.btc_hashrate_hs((array_agg(pb.difficulty ORDER BY b.height DESC))[1], 600), 8)
+            AS hashrate_est_last,
+        round(core.btc_hashrate_hs(sum(pb.difficulty), 600 * count(*)), 8) AS hashrate_est_mean_10m
+    FROM core.btc_primitive_10m_blocks(p_start, p_target, p_top_height, p_seed_height) AS b
+    INNER JOIN core.btc_primitive_block AS pb ON b.height = pb.height
+    WHERE pb.height > coalesce(p_seed_height, 0) AND pb.height <= p_top_height
+    GROUP BY b.bucket_start_utc
+$$;
+COMMENT ON FUNCTION core.btc_primitive_10m_block_span(timestamptz, timestamptz, bigint, bigint) IS 'First/last height and header time of each 10m bucket''s blocks and its hash rate estimates.';
 
 -- api fields of core.btc_primitive_10m: *
 -- core.btc_primitive_10m_rows(p_start, p_target, p_top_height, p_seed_height): the rows of
@@ -428,7 +489,7 @@ AS $$
             coalesce(fl.fee_obs_sat, 0) AS fee_obs_sat,
             coalesce(fl.fee_obs_vsize_vb, 0) AS fee_obs_vsize_vb
         FROM core.btc_primitive_10m_state(p_start, p_target, p_top_height, p_seed_height) AS s
-        LEFT JOIN core.btc_primitive_10m_flows(p_start, p_target, p_top_height) AS fl
+        LEFT JOIN core.btc_primitive_10m_flows(p_start, p_target, p_top_height, p_seed_height) AS fl
             ON s.bucket_start_utc = fl.bucket_start_utc
     )
 
@@ -518,11 +579,11 @@ AS $$
         sp.hashrate_est_last,
         sp.hashrate_est_mean_10m
     FROM buckets AS f
-    LEFT JOIN core.btc_primitive_10m_statistics(p_start, p_target, p_top_height) AS st
+    LEFT JOIN core.btc_primitive_10m_statistics(p_start, p_target, p_top_height, p_seed_height) AS st
         ON f.bucket_start_utc = st.bucket_start_utc
-    LEFT JOIN core.btc_primitive_10m_block_span(p_start, p_target, p_top_height) AS sp
+    LEFT JOIN core.btc_primitive_10m_block_span(p_start, p_target, p_top_height, p_seed_height) AS sp
         ON f.bucket_start_utc = sp.bucket_start_utc
-    LEFT JOIN core.btc_primitive_10m_utxo(p_start, p_target, p_top_height) AS ut
+    LEFT JOIN core.btc_primitive_10m_utxo(p_start, p_target, p_top_height, p_seed_height) AS ut
         ON f.bucket_start_utc = ut.bucket_start_utc
 $$;
 COMMENT ON FUNCTION core.btc_primitive_10m_rows(timestamptz, timestamptz, bigint, bigint) IS 'The btc_primitive_10m rows of a bucket range, computed from per-block facts (no write).';
@@ -571,16 +632,17 @@ BEGIN
         RETURN;
     END IF;
 
-    -- On plain PostgreSQL a window of less than a day (the step after a new block, an idle timeline's next
-    -- buckets) runs generic plans, made once per session: planning the UPSERT for the window's values costs
-    -- several times more than running it, and on a long chain the plan cache's own choice was to re-plan it
-    -- at every build (its generic cost, estimated for an unknown window, is far above a one-bucket plan's).
-    -- Not on TimescaleDB: there a generic plan joins the per-block hypertables without knowing which chunks
-    -- the window needs and hash-joins all of them (1.4 s of CPU for one bucket of a 15-year chain, against
-    -- 0.24 s planned for the window). A longer window (a rebuild, a catch-up chunk) is planned for its size.
+    -- A window of less than a day (the step after a new block, an idle timeline's next buckets) runs generic
+    -- plans, made once per session: planning the UPSERT for the window's values costs several times more
+    -- than running it, and on a long chain the plan cache's own choice was to re-plan it at every build (its
+    -- generic cost, estimated for an unknown window, is far above a one-bucket plan's). On TimescaleDB too:
+    -- every per-block relation of the window is bounded by its seed and top heights, so the generic plan
+    -- excludes the chunks outside them when it starts (without those bounds it hash-joined every chunk:
+    -- 1.4 s of CPU for one bucket of a 15-year chain). A longer window (a rebuild, a catch-up chunk) is
+    -- planned for its size.
     IF v_window.target_bucket - v_window.start_bucket >= INTERVAL '1 day' THEN
         PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
-    ELSIF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension AS x WHERE x.extname = 'timescaledb') THEN
+    ELSE
         PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
     END IF;
     INSERT INTO core.btc_primitive_10m AS p
@@ -735,7 +797,8 @@ BEGIN
             mq.low_price_usd,
             mq.close_price_usd
         FROM generate_series(p_from, p_to, INTERVAL '10 minutes') AS g (bucket_start_utc)
-        LEFT JOIN core.mq_btc_price_10m AS mq ON g.bucket_start_utc = mq.bucket_start_utc
+        LEFT JOIN core.mq_btc_price_10m AS mq
+            ON g.bucket_start_utc = mq.bucket_start_utc AND mq.bucket_start_utc BETWEEN p_from AND p_to
     ) AS m
     WHERE p.bucket_start_utc = m.bucket_start_utc
       AND p.bucket_start_utc BETWEEN p_from AND p_to
@@ -749,46 +812,3 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION core.set_primitive_10m_prices(timestamptz, timestamptz) IS 'The one writer of the backbone''s price fields: canonical OHLC of the bucket and market cap (supply x close).';
-
--- ---------------------------------------------------------------------------------------------------------
--- Block span and hash rate estimates (the seed's backbone columns, revision 0009)
--- ---------------------------------------------------------------------------------------------------------
-
--- api fields of core.btc_primitive_10m: first_height, last_height, first_block_time_utc, last_block_time_utc,
---     hashrate_est_last, hashrate_est_mean_10m
--- core.btc_primitive_10m_block_span(p_start, p_target, p_top_height): per bucket with a counted block
--- (the blocks of core.btc_primitive_10m_blocks: the genesis block is state only), the heights of its first
--- and last block, their header times (block_time of the lowest and of the highest height: header times
--- may go backwards, so these are not min/max), and the hash rate estimates (H/s, 8 decimals, rule
--- core.btc_hashrate_hs): hashrate_est_last = the last block's difficulty x 2^32 / 600 s,
--- hashrate_est_mean_10m = the mean of that estimate over the bucket's blocks (their summed difficulty x
--- 2^32 / (600 s x block count)). Buckets without a counted block have no row: the rows part leaves
--- these NULL there. Revision 0009 fills rows stored before it through this function.
-CREATE OR REPLACE FUNCTION core.btc_primitive_10m_block_span(
-    p_start timestamptz, p_target timestamptz, p_top_height bigint
-)
-RETURNS TABLE (
-    bucket_start_utc timestamptz,
-    first_height bigint,
-    last_height bigint,
-    first_block_time_utc timestamptz,
-    last_block_time_utc timestamptz,
-    hashrate_est_last numeric,
-    hashrate_est_mean_10m numeric
-)
-LANGUAGE sql STABLE
-AS $$
-    SELECT
-        b.bucket_start_utc,
-        min(b.height) AS first_height,
-        max(b.height) AS last_height,
-        (array_agg(b.block_time ORDER BY b.height))[1] AS first_block_time_utc,
-        (array_agg(b.block_time ORDER BY b.height DESC))[1] AS last_block_time_utc,
-        round(core.btc_hashrate_hs((array_agg(pb.difficulty ORDER BY b.height DESC))[1], 600), 8)
-            AS hashrate_est_last,
-        round(core.btc_hashrate_hs(sum(pb.difficulty), 600 * count(*)), 8) AS hashrate_est_mean_10m
-    FROM core.btc_primitive_10m_blocks(p_start, p_target, p_top_height) AS b
-    INNER JOIN core.btc_primitive_block AS pb ON b.height = pb.height
-    GROUP BY b.bucket_start_utc
-$$;
-COMMENT ON FUNCTION core.btc_primitive_10m_block_span(timestamptz, timestamptz, bigint) IS 'First/last height and header time of each 10m bucket''s blocks and its hash rate estimates.';
