@@ -61,8 +61,16 @@ def test_a_failing_step_is_recorded_and_retried(server_url):
     thread = threading.Thread(target=lane.run, daemon=True)
     thread.start()
     wait_until(lambda: len(calls) >= 1)
-    wait_until(lambda: (heartbeat_row(server_url, "flaky") or ("",))[0] == "error")
-    assert "no_such_table" in heartbeat_row(server_url, "flaky")[1]
+    seen: list[tuple] = []  # the error row as read, not re-read: the retry may already have cleared it
+
+    def error_recorded() -> bool:
+        row = heartbeat_row(server_url, "flaky")
+        if row and row[0] == "error":
+            seen.append(row)
+        return bool(seen)
+
+    wait_until(error_recorded)
+    assert "no_such_table" in seen[0][1]
     wait_until(lambda: len(calls) >= 2 and heartbeat_row(server_url, "flaky") == ("ok", None))
     lane.stop()
     thread.join(5)
