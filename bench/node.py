@@ -10,7 +10,10 @@ For each node and verbosity: calls/s, MB/s of response and tx/s with 1 and `--co
 connections (http.client, one per thread), the raw block bytes (hex / 2) and the JSON bytes per raw
 byte; then the loader's fetch path (BitcoinRpc.iter_blocks with the mapper, 4 fetch threads as
 MQNODE_BTC_FETCH_WORKERS defaults to; and with 2 decode processes) with its stage seconds.
-`--save-raw DIR` writes the Core blocks' raw bytes and their verbosity 2 replies (for --decoders);
+For Bitcoin Core also its REST interface: the raw block (`/rest/block/<hash>.bin`) and the spent outputs
+of a block from its undo data (`/rest/spenttxouts/<hash>.bin` and `.json`), what a raw-block path would fetch.
+`--save-raw DIR` writes the Core blocks' raw bytes, their verbosity 2 replies and their REST spenttxouts
+(for --decoders, which first checks that the spent outputs give exactly verbosity 2's fees);
 `--decoders DIR` only times raw-block decoding on the blocks in DIR against the loader's JSON path (map_block)
 on the same blocks, with whichever maintained libraries are importable: the columnar C loop of
 bench/raw_decode.c (built with cffi over libwally-core from the wallycore wheel and libbitcoinkernel from the
@@ -87,6 +90,41 @@ def serve_rates(
     }
 
 
+def rest_rates(port: int, paths: list[str], tx_count: int, connections: int, resource: str, pid: int) -> dict:
+    """Bitcoin Core's REST interface (-rest): `/rest/block/<hash>.bin` (the raw block, no hex) or
+    `/rest/spenttxouts/<hash>.bin` (every input's spent output from Core's undo data: per transaction a
+    CompactSize count, then each CTxOut, value and scriptPubKey; no creation height or coinbase flag).
+    Every connection fetches every block once; no authentication (REST is public on the RPC port)."""
+    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=600) for _ in range(connections)]
+
+    def get(c: http.client.HTTPConnection, path: str) -> int:
+        c.request("GET", f"/rest/{path}")
+        reply = c.getresponse()
+        body = reply.read()
+        if reply.status != 200:
+            raise RuntimeError(f"REST {path}: HTTP {reply.status} {body[:200]!r}")
+        return len(body)
+
+    for c in conns:
+        get(c, paths[0])
+    started, node_cpu = time.perf_counter(), process_cpu(pid)
+    with ThreadPoolExecutor(connections) as pool:
+        total = sum(pool.map(lambda c: sum(get(c, p) for p in paths), conns))
+    seconds = time.perf_counter() - started
+    node_cpu = process_cpu(pid) - node_cpu
+    calls = connections * len(paths)
+    return {
+        "rest": resource,
+        "connections": connections,
+        "calls_per_sec": calls / seconds,
+        "mb_per_sec": total / 1e6 / seconds,
+        "tx_per_sec": connections * tx_count / seconds,
+        "bytes_per_block": total / calls,
+        "node_cpu_sec": node_cpu,
+        "node_cpu_us_per_tx": node_cpu / (connections * tx_count) * 1e6,
+    }
+
+
 def loader_rates(rpc, heights: list[int], workers: int, processes: int, pid: int) -> dict:
     import resource
 
@@ -118,7 +156,17 @@ def loader_rates(rpc, heights: list[int], workers: int, processes: int, pid: int
     }
 
 
-def measure(label: str, port: int, auth: str, rpc, heights: list[int], connections: int, verbosities, pid: int) -> dict:
+def measure(
+    label: str,
+    port: int,
+    auth: str,
+    rpc,
+    heights: list[int],
+    connections: int,
+    verbosities,
+    pid: int,
+    rest: bool = False,
+) -> dict:
     first = Connection(port, auth)
     hashes = [first.call("getblockhash", h) for h in heights]
     tx_count = sum(len(first.call("getblock", h, 1)["tx"]) for h in hashes)
@@ -139,6 +187,16 @@ def measure(label: str, port: int, auth: str, rpc, heights: list[int], connectio
                 f"getblock v{v} x {n} connection(s): {r['calls_per_sec']:,.1f} blocks/s, {r['mb_per_sec']:,.1f} MB/s,"
                 f" {r['tx_per_sec']:,.0f} tx/s, {r['bytes_per_block'] / raw_bytes * len(hashes):.2f} B per raw byte;"
                 f" node CPU {r['node_cpu_us_per_tx']:.1f} us/tx, {r['mb_per_node_cpu_sec'] or 0:,.1f} MB per CPU s"
+            )
+    for resource in ("block/{}.bin", "spenttxouts/{}.bin", "spenttxouts/{}.json") if rest else ():
+        for n in sorted({1, connections}):
+            r = rest_rates(port, [resource.format(h) for h in hashes], tx_count, n, resource.split("/")[0], pid)
+            r["format"] = resource.rsplit(".", 1)[1]
+            out.setdefault("rest", []).append(r)
+            print(
+                f"REST {resource.format('<hash>')} x {n} connection(s): {r['calls_per_sec']:,.1f} blocks/s,"
+                f" {r['mb_per_sec']:,.1f} MB/s, {r['tx_per_sec']:,.0f} tx/s, {r['bytes_per_block'] / 1e3:,.0f} KB"
+                f" per block; node CPU {r['node_cpu_us_per_tx']:.1f} us/tx"
             )
     for workers, processes in ((4, 0), (4, 2)):
         r = loader_rates(rpc, heights, workers, processes, pid)
@@ -271,6 +329,70 @@ def check_columnar(decoder: ColumnarDecoder, directory: Path) -> None:
                 raise AssertionError(f"{path.name}: {library} columns differ from the JSON path's rows")
         checked += len(want)
     print(f"columnar decoders (wally, kernel+wally): every column of {checked:,} tx equals the JSON path's rows")
+
+
+def read_compact_size(buf: bytes, pos: int) -> tuple[int, int]:
+    first = buf[pos]
+    if first < 0xFD:
+        return first, pos + 1
+    width = {0xFD: 2, 0xFE: 4, 0xFF: 8}[first]
+    return int.from_bytes(buf[pos + 1 : pos + 1 + width], "little"), pos + 1 + width
+
+
+def spent_values(spent: bytes) -> list[list[int]]:
+    """Core's `/rest/spenttxouts/<hash>.bin`: a CompactSize count of transactions, then per transaction a
+    CompactSize count of its spent outputs and each CTxOut (int64 value, CompactSize script length, script).
+    Returns the spent values per transaction (the coinbase's list is empty)."""
+    count, pos = read_compact_size(spent, 0)
+    out = []
+    for _ in range(count):
+        n, pos = read_compact_size(spent, pos)
+        values = []
+        for _ in range(n):
+            values.append(int.from_bytes(spent[pos : pos + 8], "little", signed=True))
+            length, pos = read_compact_size(spent, pos + 8)
+            pos += length
+        out.append(values)
+    if pos != len(spent):
+        raise ValueError(f"spenttxouts: {len(spent) - pos} bytes after the last transaction")
+    return out
+
+
+def check_spent_outputs(directory: Path) -> None:
+    """Fees from Core's undo data: for every saved block with a `.spent` file (REST spenttxouts), each
+    transaction's spent outputs are as many as its inputs and their values minus its outputs equal the fee of
+    getblock verbosity 2, in integer satoshis. Then the CPU of reading them in Python, per transaction."""
+    import decimal
+
+    from app.btc.mapper import map_block
+
+    paths = [p for p in sorted(directory.glob("*.bin")) if p.with_suffix(".spent").exists()]
+    if not paths:
+        print(f"no .spent files in {directory} (written by --save-raw): spent outputs not checked")
+        return
+    checked = 0
+    for path in paths:
+        block = json.loads(path.with_suffix(".json").read_bytes(), parse_float=decimal.Decimal)["result"]
+        rows = map_block(block).tx_rows
+        values = spent_values(path.with_suffix(".spent").read_bytes())
+        if len(values) != len(rows):
+            raise AssertionError(f"{path.name}: {len(values)} transactions in spenttxouts, {len(rows)} in the block")
+        for t, (row, spent, tx) in enumerate(zip(rows, values, block["tx"], strict=True)):
+            if len(spent) != (0 if t == 0 else len(tx["vin"])):
+                raise AssertionError(f"{path.name} tx {t}: {len(spent)} spent outputs for {len(tx['vin'])} inputs")
+            if t and sum(spent) - row[10] != row[11]:
+                raise AssertionError(f"{path.name} tx {t}: inputs - outputs = {sum(spent) - row[10]}, fee {row[11]}")
+        checked += len(rows)
+    print(f"spenttxouts: the spent outputs of {checked:,} tx give exactly getblock v2's fees")
+    spent_files = [p.with_suffix(".spent").read_bytes() for p in paths]
+    for round_ in range(3):
+        cpu = time.process_time()
+        for data in spent_files:
+            spent_values(data)
+        print(
+            f"round {round_ + 1}: reading spenttxouts in Python {(time.process_time() - cpu) / checked * 1e6:.1f}"
+            " us of CPU per tx"
+        )
 
 
 def decoders(directory: Path, limit: int, rounds: int) -> None:
@@ -406,6 +528,7 @@ def main() -> None:
     parser.add_argument("--decode-rounds", type=int, default=3, help="with --decoders: interleaved timing rounds")
     args = parser.parse_args()
     if args.decoders:
+        check_spent_outputs(args.decoders)
         decoders(args.decoders, args.decode_blocks, args.decode_rounds)
         return
 
@@ -419,7 +542,7 @@ def main() -> None:
     spec = ChainSpec(seed=10, tx_blocks=args.blocks, min_block_txs=900, max_block_txs=1600)
     chain = cached_chain(Path(tempfile.gettempdir()) / "mqnode-bench-chains", spec)
     results = {}
-    with tempfile.TemporaryDirectory() as work, running_node(chain, Path(work)) as core:
+    with tempfile.TemporaryDirectory() as work, running_node(chain, Path(work), ["-rest"]) as core:
         from app.btc.rpc import BitcoinRpc, RpcConfig
 
         auth = core.cookie_file.read_text().strip()
@@ -434,6 +557,7 @@ def main() -> None:
             args.connections,
             (2, 3, 0),
             core.proc.pid,
+            rest=True,
         )
         if args.save_raw:
             args.save_raw.mkdir(parents=True, exist_ok=True)
@@ -442,6 +566,9 @@ def main() -> None:
                 block_hash = c.call("getblockhash", h)
                 (args.save_raw / f"{h:07d}.bin").write_bytes(bytes.fromhex(c.call("getblock", block_hash, 0)))
                 (args.save_raw / f"{h:07d}.json").write_bytes(c.raw("getblock", block_hash, 2))
+                rest = http.client.HTTPConnection("127.0.0.1", int(core.url.rsplit(":", 1)[1]), timeout=600)
+                rest.request("GET", f"/rest/spenttxouts/{block_hash}.bin")
+                (args.save_raw / f"{h:07d}.spent").write_bytes(rest.getresponse().read())
     sim_args = ("--synthetic", "--start-height", "840000", "--count", str(args.blocks))
     with SimNodeProcess(*sim_args, "--txs-per-block", str(args.tx_per_block)) as sim:
         heights = list(range(840000, 840000 + args.blocks))
