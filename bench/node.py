@@ -60,41 +60,43 @@ class Connection:
         return json.loads(self.raw(method, *params))["result"]
 
 
+def fetch_rates(conns: list, fetch, items: list[str], tx_count: int, pid: int) -> dict:
+    """Every connection fetches every item once (``fetch(conn, item)`` returns the reply's bytes); wall time
+    of all of them and the node's CPU seconds meanwhile."""
+    started, node_cpu = time.perf_counter(), process_cpu(pid)
+    with ThreadPoolExecutor(len(conns)) as pool:
+        total = sum(pool.map(lambda c: sum(fetch(c, item) for item in items), conns))
+    seconds = time.perf_counter() - started
+    node_cpu = process_cpu(pid) - node_cpu
+    calls = len(conns) * len(items)
+    return {
+        "connections": len(conns),
+        "calls_per_sec": calls / seconds,
+        "mb_per_sec": total / 1e6 / seconds,
+        "tx_per_sec": len(conns) * tx_count / seconds,
+        "bytes_per_block": total / calls,
+        "node_cpu_sec": node_cpu,
+        "node_cpu_us_per_tx": node_cpu / (len(conns) * tx_count) * 1e6,
+        "mb_per_node_cpu_sec": total / 1e6 / node_cpu if node_cpu else None,
+    }
+
+
 def serve_rates(
     port: int, auth: str, hashes: list[str], tx_count: int, connections: int, verbosity: int, pid: int
 ) -> dict:
-    """Every connection fetches every block once; wall time of all of them."""
+    """getblock at ``verbosity`` over JSON-RPC."""
     conns = [Connection(port, auth) for _ in range(connections)]
     for c in conns:  # connect and authenticate outside the timing
         c.call("getblockcount")
-
-    def run(c: Connection) -> int:
-        return sum(len(c.raw("getblock", h, verbosity)) for h in hashes)
-
-    started, node_cpu = time.perf_counter(), process_cpu(pid)
-    with ThreadPoolExecutor(connections) as pool:
-        total = sum(pool.map(run, conns))
-    seconds = time.perf_counter() - started
-    node_cpu = process_cpu(pid) - node_cpu
-    calls = connections * len(hashes)
-    return {
-        "verbosity": verbosity,
-        "connections": connections,
-        "calls_per_sec": calls / seconds,
-        "mb_per_sec": total / 1e6 / seconds,
-        "tx_per_sec": connections * tx_count / seconds,
-        "bytes_per_block": total / calls,
-        "node_cpu_sec": node_cpu,
-        "node_cpu_us_per_tx": node_cpu / (connections * tx_count) * 1e6,
-        "mb_per_node_cpu_sec": total / 1e6 / node_cpu if node_cpu else None,
-    }
+    rates = fetch_rates(conns, lambda c, h: len(c.raw("getblock", h, verbosity)), hashes, tx_count, pid)
+    return {"verbosity": verbosity, **rates}
 
 
 def rest_rates(port: int, paths: list[str], tx_count: int, connections: int, resource: str, pid: int) -> dict:
     """Bitcoin Core's REST interface (-rest): `/rest/block/<hash>.bin` (the raw block, no hex) or
     `/rest/spenttxouts/<hash>.bin` (every input's spent output from Core's undo data: per transaction a
     CompactSize count, then each CTxOut, value and scriptPubKey; no creation height or coinbase flag).
-    Every connection fetches every block once; no authentication (REST is public on the RPC port)."""
+    No authentication (REST is public on the RPC port)."""
     conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=600) for _ in range(connections)]
 
     def get(c: http.client.HTTPConnection, path: str) -> int:
@@ -105,24 +107,9 @@ def rest_rates(port: int, paths: list[str], tx_count: int, connections: int, res
             raise RuntimeError(f"REST {path}: HTTP {reply.status} {body[:200]!r}")
         return len(body)
 
-    for c in conns:
+    for c in conns:  # connect outside the timing
         get(c, paths[0])
-    started, node_cpu = time.perf_counter(), process_cpu(pid)
-    with ThreadPoolExecutor(connections) as pool:
-        total = sum(pool.map(lambda c: sum(get(c, p) for p in paths), conns))
-    seconds = time.perf_counter() - started
-    node_cpu = process_cpu(pid) - node_cpu
-    calls = connections * len(paths)
-    return {
-        "rest": resource,
-        "connections": connections,
-        "calls_per_sec": calls / seconds,
-        "mb_per_sec": total / 1e6 / seconds,
-        "tx_per_sec": connections * tx_count / seconds,
-        "bytes_per_block": total / calls,
-        "node_cpu_sec": node_cpu,
-        "node_cpu_us_per_tx": node_cpu / (connections * tx_count) * 1e6,
-    }
+    return {"rest": resource, **fetch_rates(conns, get, paths, tx_count, pid)}
 
 
 def loader_rates(rpc, heights: list[int], workers: int, processes: int, pid: int) -> dict:
