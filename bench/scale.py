@@ -19,7 +19,7 @@ throwaway cluster (track_functions = all):
   (chain_sync.build_timeline), and, after one venue's synthetic prices are composed, the 1h/24h rollups
   and all metrics from nothing (app.rollups, app.metrics as their lanes run them).
 `--json FILE` writes every figure for the projection (docs/benchmarks.md).
-Usage: python -m bench.scale [--days 30] [--tx-per-block 3000] [--engines timescaledb,postgres]
+Usage: python -m bench.scale [--days 30] [--tx-per-block 3000] [--engines timescaledb,postgres] [--render-cache DIR]
 """
 
 from __future__ import annotations
@@ -402,6 +402,12 @@ def main() -> None:
     parser.add_argument(
         "--render-processes", type=int, default=2, help="sim-node processes rendering the warm-up (then one serves)"
     )
+    parser.add_argument(
+        "--render-cache",
+        type=Path,
+        help="sim-node's rendered blocks in DIR, kept after the run (a later run with the same --days and"
+        " --tx-per-block serves them instead of rendering again); default: a temporary directory",
+    )
     args = parser.parse_args()
     blocks = int(args.days * 144)
     first, last = START_HEIGHT, START_HEIGHT + blocks - 1
@@ -413,7 +419,8 @@ def main() -> None:
     try:
         started = time.perf_counter()
         sim_args = ("--synthetic", "--start-height", str(first), "--count", str(blocks))
-        sim_args += ("--txs-per-block", str(args.tx_per_block), "--render-cache", str(base / "render"))
+        render = args.render_cache or base / "render"
+        sim_args += ("--txs-per-block", str(args.tx_per_block), "--render-cache", str(render))
         nodes = [SimNodeProcess(*sim_args) for _ in range(max(1, args.render_processes))]
         with ThreadPoolExecutor(len(nodes)) as pool:
             list(pool.map(lambda n: n.start(timeout=6 * 3600), nodes))
