@@ -74,6 +74,7 @@ FUNCTIONS = (
     "finish_block_batch",
     "build_primitive_block",
     "build_block_fee_facts",
+    "build_block_utxo_facts",
     "build_primitive_10m",
 )
 
@@ -227,7 +228,7 @@ def table_sizes(conn: psycopg.Connection, kind: str) -> dict:
 def compress_height_tables(conn: psycopg.Connection) -> dict:
     """Compress every chunk of the height-partitioned hypertables (the policy's settled state); seconds each."""
     seconds = {}
-    for table in ("raw.btc_tx_raw", "raw.btc_blocks_raw", "core.btc_primitive_block"):
+    for table in ("raw.btc_tx_raw", "raw.btc_blocks_raw", "core.btc_primitive_block", "core.btc_block_fee_facts"):
         started = time.perf_counter()
         chunks = [r[0] for r in conn.execute("SELECT show_chunks(%s::regclass)::text", (table,)).fetchall()]
         conn.commit()
@@ -368,7 +369,7 @@ def report(r: dict) -> None:
     rows = [(name, seconds) for name, seconds in stages.items()]
     rows.append(("  of which batch SQL (begin+finish_block_batch)", batch_sql))
     rows.append(("  of which COPY and the rest", stages.get("write_batch", 0) - batch_sql))
-    for name in ("build_primitive_block", "build_block_fee_facts"):
+    for name in ("build_primitive_block", "build_block_fee_facts", "build_block_utxo_facts"):
         if name in f:
             rows.append((f"    in finish: core.{name}", f[name]["total_sec"]))
     if "build_primitive_10m" in f:
