@@ -92,24 +92,25 @@ def serve_rates(
     return {"verbosity": verbosity, **rates}
 
 
+def rest_get(conn: http.client.HTTPConnection, path: str) -> bytes:
+    """One REST reply (`/rest/<path>`) on a keep-alive connection; an error unless HTTP 200."""
+    conn.request("GET", f"/rest/{path}")
+    reply = conn.getresponse()
+    body = reply.read()
+    if reply.status != 200:
+        raise RuntimeError(f"REST {path}: HTTP {reply.status} {body[:200]!r}")
+    return body
+
+
 def rest_rates(port: int, paths: list[str], tx_count: int, connections: int, resource: str, pid: int) -> dict:
     """Bitcoin Core's REST interface (-rest): `/rest/block/<hash>.bin` (the raw block, no hex) or
     `/rest/spenttxouts/<hash>.bin` (every input's spent output from Core's undo data: per transaction a
     CompactSize count, then each CTxOut, value and scriptPubKey; no creation height or coinbase flag).
     No authentication (REST is public on the RPC port)."""
     conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=600) for _ in range(connections)]
-
-    def get(c: http.client.HTTPConnection, path: str) -> int:
-        c.request("GET", f"/rest/{path}")
-        reply = c.getresponse()
-        body = reply.read()
-        if reply.status != 200:
-            raise RuntimeError(f"REST {path}: HTTP {reply.status} {body[:200]!r}")
-        return len(body)
-
     for c in conns:  # connect outside the timing
-        get(c, paths[0])
-    return {"rest": resource, **fetch_rates(conns, get, paths, tx_count, pid)}
+        rest_get(c, paths[0])
+    return {"rest": resource, **fetch_rates(conns, lambda c, p: len(rest_get(c, p)), paths, tx_count, pid)}
 
 
 def loader_rates(rpc, heights: list[int], workers: int, processes: int, pid: int) -> dict:
@@ -185,6 +186,18 @@ def measure(
                 f" {r['mb_per_sec']:,.1f} MB/s, {r['tx_per_sec']:,.0f} tx/s, {r['bytes_per_block'] / 1e3:,.0f} KB"
                 f" per block; node CPU {r['node_cpu_us_per_tx']:.1f} us/tx"
             )
+    if rest:  # the same run's ratio: what a raw path over REST costs the node against getblock's JSON
+        per_tx = {
+            (r["rest"], r["format"]): r["node_cpu_us_per_tx"] for r in out["rest"] if r["connections"] == connections
+        }
+        raw_path = per_tx[("block", "bin")] + per_tx[("spenttxouts", "bin")]
+        for r in out["serve"]:
+            if r["connections"] == connections and r["verbosity"] in (2, 3) and raw_path > 0:
+                print(
+                    f"node CPU per tx, REST block.bin + spenttxouts.bin {raw_path:.1f} us against getblock"
+                    f" v{r['verbosity']} {r['node_cpu_us_per_tx']:.1f} us:"
+                    f" {r['node_cpu_us_per_tx'] / raw_path:.0f}x less"
+                )
     for workers, processes in ((4, 0), (4, 2)):
         r = loader_rates(rpc, heights, workers, processes, pid)
         out["loader"].append(r)
@@ -318,18 +331,12 @@ def check_columnar(decoder: ColumnarDecoder, directory: Path) -> None:
     print(f"columnar decoders (wally, kernel+wally): every column of {checked:,} tx equals the JSON path's rows")
 
 
-def read_compact_size(buf: bytes, pos: int) -> tuple[int, int]:
-    first = buf[pos]
-    if first < 0xFD:
-        return first, pos + 1
-    width = {0xFD: 2, 0xFE: 4, 0xFF: 8}[first]
-    return int.from_bytes(buf[pos + 1 : pos + 1 + width], "little"), pos + 1 + width
-
-
 def spent_values(spent: bytes) -> list[list[int]]:
     """Core's `/rest/spenttxouts/<hash>.bin`: a CompactSize count of transactions, then per transaction a
     CompactSize count of its spent outputs and each CTxOut (int64 value, CompactSize script length, script).
     Returns the spent values per transaction (the coinbase's list is empty)."""
+    from app.simnode.rawblock import read_varint as read_compact_size
+
     count, pos = read_compact_size(spent, 0)
     out = []
     for _ in range(count):
@@ -549,13 +556,12 @@ def main() -> None:
         if args.save_raw:
             args.save_raw.mkdir(parents=True, exist_ok=True)
             c = Connection(int(core.url.rsplit(":", 1)[1]), auth)
+            rest = http.client.HTTPConnection("127.0.0.1", int(core.url.rsplit(":", 1)[1]), timeout=600)
             for h in heights:
                 block_hash = c.call("getblockhash", h)
                 (args.save_raw / f"{h:07d}.bin").write_bytes(bytes.fromhex(c.call("getblock", block_hash, 0)))
                 (args.save_raw / f"{h:07d}.json").write_bytes(c.raw("getblock", block_hash, 2))
-                rest = http.client.HTTPConnection("127.0.0.1", int(core.url.rsplit(":", 1)[1]), timeout=600)
-                rest.request("GET", f"/rest/spenttxouts/{block_hash}.bin")
-                (args.save_raw / f"{h:07d}.spent").write_bytes(rest.getresponse().read())
+                (args.save_raw / f"{h:07d}.spent").write_bytes(rest_get(rest, f"spenttxouts/{block_hash}.bin"))
     sim_args = ("--synthetic", "--start-height", "840000", "--count", str(args.blocks))
     with SimNodeProcess(*sim_args, "--txs-per-block", str(args.tx_per_block)) as sim:
         heights = list(range(840000, 840000 + args.blocks))
