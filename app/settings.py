@@ -11,6 +11,9 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 COMPOSITION_METHODS = ("volume_weighted_ohlc_v1", "median_filtered_v1", "reference_rate_v1")
 
 
+BLOCK_SOURCES = ("json", "rest")
+
+
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -109,6 +112,22 @@ class Settings:
             "env": "MQNODE_BTC_GETBLOCK_VERBOSITY",
             "doc": "3: prevouts for the UTXO and coin-age facts (used when the node is Bitcoin Core >= 23, else 2);"
             " 2: no prevouts (those stay NULL); both give per-tx fee",
+        },
+    )
+    btc_block_source: str = field(
+        default="json",
+        metadata={
+            "env": "MQNODE_BTC_BLOCK_SOURCE",
+            "doc": "json: getblock at MQNODE_BTC_GETBLOCK_VERBOSITY; rest: Core's REST raw block + spent outputs"
+            " (bitcoind -rest; several times faster, exact fees, no coin-age prevouts: those stay NULL as at"
+            " verbosity 2)",
+        },
+    )
+    build_dir: Path = field(
+        default=PROJECT_DIR / ".mqnode" / "build",
+        metadata={
+            "env": "MQNODE_BUILD_DIR",
+            "doc": "where the rest source's C decoder (app/btc/raw_decode.c) is built with cffi on first use",
         },
     )
     btc_start_height: int = field(
@@ -263,6 +282,8 @@ class Settings:
         settings = cls(**values)
         if settings.btc_getblock_verbosity not in (2, 3):
             raise ValueError("MQNODE_BTC_GETBLOCK_VERBOSITY must be 2 or 3")
+        if settings.btc_block_source not in BLOCK_SOURCES:
+            raise ValueError("MQNODE_BTC_BLOCK_SOURCE must be json or rest")
         if settings.price_composition_method not in COMPOSITION_METHODS:
             raise ValueError("MQNODE_PRICE_COMPOSITION_METHOD must be one of " + ", ".join(COMPOSITION_METHODS))
         if settings.db_write_method not in ("auto", "copy", "insert"):

@@ -16,9 +16,9 @@ of a block from its undo data (`/rest/spenttxouts/<hash>.bin` and `.json`), what
 (for --decoders, which first checks that the spent outputs give exactly verbosity 2's fees);
 `--decoders DIR` only times raw-block decoding on the blocks in DIR against the loader's JSON path (map_block)
 on the same blocks, with whichever maintained libraries are importable: the columnar C loop of
-bench/raw_decode.c (built with cffi over libwally-core from the wallycore wheel and libbitcoinkernel from the
-py-bitcoinkernel wheel; its columns are first checked equal to the JSON path's rows on every block in DIR),
-py-bitcoinkernel, bdkpython, python-bitcoinlib; it needs no database or node.
+app/btc/raw_decode.c + bench/raw_decode_kernel.c (built with cffi over libwally-core from the wallycore wheel
+and libbitcoinkernel from the py-bitcoinkernel wheel; its columns are first checked equal to the JSON path's
+rows on every block in DIR), py-bitcoinkernel, bdkpython, python-bitcoinlib; it needs no database or node.
 Usage: python -m bench.node [--connections 4] [--blocks 40] [--tx-per-block 3000] [--save-raw DIR]
        python -m bench.node --decoders DIR [--decode-blocks 5] [--decode-rounds 3]
 """
@@ -32,6 +32,8 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from app.btc import rawblock
 
 
 def load_average() -> str:
@@ -113,7 +115,9 @@ def rest_rates(port: int, paths: list[str], tx_count: int, connections: int, res
     return {"rest": resource, **fetch_rates(conns, lambda c, p: len(rest_get(c, p)), paths, tx_count, pid)}
 
 
-def loader_rates(rpc, heights: list[int], workers: int, processes: int, pid: int) -> dict:
+def loader_rates(rpc, heights: list[int], workers: int, processes: int, pid: int, source: str = "json") -> dict:
+    """The loader's fetch + decode + map (iter_blocks) over ``heights``: "json" getblock v2 and map_block,
+    "rest" the raw-block path (getblockheader + REST block and spent outputs, rawblock.map_raw_parts)."""
     import resource
 
     from app.btc.mapper import map_block
@@ -126,7 +130,15 @@ def loader_rates(rpc, heights: list[int], workers: int, processes: int, pid: int
     rpc.stage_times = StageTimes()
     started, cpu, node_cpu = time.perf_counter(), own_cpu(), process_cpu(pid)
     tx = sum(
-        len(m.tx_rows) for m in rpc.iter_blocks(heights, 2, workers=workers, transform=map_block, processes=processes)
+        len(m.tx_rows)
+        for m in rpc.iter_blocks(
+            heights,
+            2,
+            workers=workers,
+            transform=rawblock.map_raw_parts if source == "rest" else map_block,
+            processes=processes,
+            source=source,
+        )
     )
     seconds = time.perf_counter() - started
     cpu, node_cpu = own_cpu() - cpu, process_cpu(pid) - node_cpu
@@ -135,6 +147,7 @@ def loader_rates(rpc, heights: list[int], workers: int, processes: int, pid: int
     return {
         "workers": workers,
         "processes": processes,
+        "source": source,
         "blocks_per_sec": len(heights) / seconds,
         "tx_per_sec": tx / seconds,
         "stages": stages,
@@ -198,38 +211,33 @@ def measure(
                     f" v{r['verbosity']} {r['node_cpu_us_per_tx']:.1f} us:"
                     f" {r['node_cpu_us_per_tx'] / raw_path:.0f}x less"
                 )
-    for workers, processes in ((4, 0), (4, 2)):
-        r = loader_rates(rpc, heights, workers, processes, pid)
+    runs = [("json", 4, 0), ("json", 4, 2)]
+    if rest:
+        runs[1:1] = [("rest", 4, 0)]
+        runs.append(("rest", 4, 2))
+    for source, workers, processes in runs:
+        r = loader_rates(rpc, heights, workers, processes, pid, source)
         out["loader"].append(r)
         stage_text = ", ".join(f"{k} {s:.2f}s" for k, s in r["stages"].items())
         mode = f"{processes} decode processes" if processes else f"{workers} fetch threads"
+        path = "REST raw block + spent outputs, map_raw_parts" if source == "rest" else "getblock v2, map_block"
         print(
-            f"loader fetch path (iter_blocks + map_block, {mode}): {r['blocks_per_sec']:,.1f} blocks/s,"
+            f"loader fetch path (iter_blocks: {path}, {mode}): {r['blocks_per_sec']:,.1f} blocks/s,"
             f" {r['tx_per_sec']:,.0f} tx/s; CPU: loader {r['loader_cpu_us_per_tx']:.1f} us/tx, node"
             f" {r['node_cpu_us_per_tx']:.1f} us/tx; stage seconds {stage_text} (load average {load_average()})"
         )
     return out
 
 
-COLUMNS_CDEF = """
-typedef struct {
-    unsigned char *txid;
-    uint32_t *size, *weight, *n_in, *n_out, *utxo_count;
-    int64_t *out_value, *utxo_value, *utxo_script_bytes;
-    uint8_t *coinbase, *segwit;
-    unsigned char *prev_txid;
-    uint32_t *prev_vout, *prev_tx;
-    size_t max_tx, max_in, n_tx, n_spent;
-} mq_columns;
-int mq_init_wally(const char *path);
+KERNEL_CDEF = """
 int mq_init_kernel(const char *path);
-int mq_decode_wally(const unsigned char *raw, size_t len, mq_columns *c);
 int mq_decode_kernel(const unsigned char *raw, size_t len, mq_columns *c, int with_wally);
 """
 
 
 class ColumnarDecoder:
-    """bench/raw_decode.c built with cffi: one C call per block fills arrays of the loader's columns (and the
+    """The raw-block path's C decoder (app/btc/raw_decode.c) with bench/raw_decode_kernel.c's libbitcoinkernel
+    variant appended, built with cffi: one C call per block fills arrays of the loader's columns (and the
     block's spent outpoints) with libwally-core or libbitcoinkernel doing the decoding; ``rows`` turns them
     into map_block's tx rows (fee None: it needs the prevouts) for the equality check and the Python cost."""
 
@@ -241,8 +249,8 @@ class ColumnarDecoder:
         import pbk  # the py-bitcoinkernel wheel: libbitcoinkernel.so
 
         builder = cffi.FFI()
-        builder.cdef(COLUMNS_CDEF)
-        source = (Path(__file__).parent / "raw_decode.c").read_text()
+        builder.cdef(rawblock.CDEF + KERNEL_CDEF)
+        source = rawblock.SOURCE.read_text() + (Path(__file__).parent / "raw_decode_kernel.c").read_text()
         builder.set_source("_mqnode_raw_decode", source, libraries=["dl"], extra_compile_args=["-O2"])
         built = builder.compile(tmpdir=str(build_dir))
         spec = importlib.util.spec_from_file_location("_mqnode_raw_decode", built)
@@ -258,7 +266,7 @@ class ColumnarDecoder:
         for name, kind, n in (
             ("txid", "unsigned char", 32 * max_tx),
             *((f, "uint32_t", max_tx) for f in ("size", "weight", "n_in", "n_out", "utxo_count")),
-            *((f, "int64_t", max_tx) for f in ("out_value", "utxo_value", "utxo_script_bytes")),
+            *((f, "int64_t", max_tx) for f in ("out_value", "utxo_value", "utxo_script_bytes", "in_value")),
             ("coinbase", "uint8_t", max_tx),
             ("segwit", "uint8_t", max_tx),
             ("prev_txid", "unsigned char", 32 * max_in),

@@ -471,8 +471,12 @@ def build_chain(workdir: Path, spec: ChainSpec | None = None) -> RegtestChain:
     )
 
 
-def run_backfill(node: BitcoinNode, db_url: str, verbosity: int, *args: str) -> subprocess.CompletedProcess:
+def run_backfill(
+    node: BitcoinNode, db_url: str, verbosity: int, *args: str, source: str = "json"
+) -> subprocess.CompletedProcess:
     """`mqnode btc backfill --mode full --start-height 1 [args]` as a user runs it, through the node's cookie.
+
+    ``source`` "rest" reads Core's REST raw blocks (MQNODE_BTC_BLOCK_SOURCE; the node needs -rest).
 
     Height 1 on: the regtest genesis is from 2011, and a timeline from there to now would be 15 years
     of empty 10m buckets (the genesis block counts in no flow anyway). Later arguments win.
@@ -482,6 +486,7 @@ def run_backfill(node: BitcoinNode, db_url: str, verbosity: int, *args: str) -> 
     env.update(
         MQNODE_DATABASE_URL=db_url,
         MQNODE_BTC_GETBLOCK_VERBOSITY=str(verbosity),
+        MQNODE_BTC_BLOCK_SOURCE=source,
         MQNODE_LOG_LEVEL="WARNING",
     )
     cmd = [MQNODE, "btc", "backfill", "--mode", "full", "--start-height", "1", "--no-progress", *args]

@@ -92,7 +92,7 @@ def regtest_chain() -> RegtestChain:
 
 @pytest.fixture
 def regtest_node(regtest_chain, tmp_path) -> Iterator[BitcoinNode]:
-    with running_node(regtest_chain, tmp_path) as node:
+    with running_node(regtest_chain, tmp_path, ["-rest"]) as node:  # REST: the raw-block source
         yield node
 
 
@@ -152,9 +152,13 @@ class Mismatches:
         return "\n".join(lines)
 
 
-@pytest.mark.parametrize("verbosity", [2, 3])
+@pytest.mark.parametrize("verbosity", [2, 3, "rest"])
 def test_every_block_equals_getblockstats(regtest_chain, regtest_node, core_stats, db_url, verbosity):
-    result = run_backfill(regtest_node, db_url, verbosity)
+    """verbosity "rest": the raw-block source (Core's REST block + spent outputs, app/btc/rawblock.py)."""
+    if verbosity == "rest":
+        result = run_backfill(regtest_node, db_url, 3, source="rest")
+    else:
+        result = run_backfill(regtest_node, db_url, verbosity)
     assert result.returncode == 0, result.stderr[-4000:]
     tip = regtest_chain.tip_height
     assert f"heights 1..{tip}, {tip} blocks" in result.stdout, result.stdout

@@ -15,6 +15,7 @@ import psycopg
 
 from app import checkpoints
 from app.btc.mapper import MappedBlock, btc_to_sat, map_block
+from app.btc.rawblock import map_raw_parts
 from app.btc.rpc import BitcoinRpc, RpcError
 from app.btc.writer import BlockWriter, ChainMismatchError
 from app.db import require_idle
@@ -38,6 +39,7 @@ class IngestOptions:
     batch_max_tx: int = 100_000
     decode_processes: int = 0
     process_min_blocks: int = 100
+    source: str = "json"  # "rest": Core's REST raw blocks + spent outputs (app/btc/rawblock.py)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestOptions:
@@ -47,6 +49,7 @@ class IngestOptions:
             batch_blocks=settings.btc_batch_blocks,
             batch_max_tx=settings.btc_batch_max_tx,
             decode_processes=settings.btc_decode_processes,
+            source=settings.btc_block_source,
         )
 
 
@@ -262,13 +265,15 @@ def ingest_range(
     timed_rpc = progress is not None and rpc.stage_times is None
     if timed_rpc:
         rpc.stage_times = progress.stages  # rpc_fetch, json_decode and map seconds of this range
+    rest = options.source == "rest"
     blocks = rpc.iter_blocks(
         list(range(start, end + 1)),
-        getblock_verbosity(rpc, options.verbosity),
+        2 if rest else getblock_verbosity(rpc, options.verbosity),
         options.fetch_workers,
-        transform=map_block,
+        transform=map_raw_parts if rest else map_block,
         # Worker processes pay a start-up cost: worth it for bulk ranges, not for the next block at the tip.
         processes=options.decode_processes if end - start + 1 >= options.process_min_blocks else 0,
+        source=options.source,
     )
     # Decoded blocks are large trees of acyclic containers: the cyclic GC would rescan them over and
     # over for nothing (a third of the loader's time). Reference counting frees them as usual.

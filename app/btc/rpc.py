@@ -330,6 +330,60 @@ class BitcoinRpc:
     def get_block(self, block_hash: str, verbosity: int = 2) -> dict[str, Any]:
         return self.call("getblock", block_hash, verbosity)
 
+    def _rest_connection(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "rest", None)
+        if conn is None:
+            parts = urlsplit(self.config.url)
+            kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+            conn = self._local.rest = kind(parts.hostname, parts.port, timeout=self.config.timeout_sec)
+        return conn
+
+    def rest_get(self, path: str) -> bytes:
+        """GET ``/rest/<path>`` from Core's REST interface (bitcoind -rest, on the RPC port, no credentials).
+
+        Transport errors and HTTP 5xx are retried like RPC calls; any other answer but 200 raises RpcError
+        with Core's text and the HTTP status as its code (404: unknown or pruned block, or REST off).
+        """
+
+        def get(_proxy: Any) -> bytes:
+            conn = self._rest_connection()
+            sent = time.perf_counter()
+            try:
+                conn.request("GET", f"/rest/{path}")
+                response = conn.getresponse()
+                body = response.read()
+            except BaseException:
+                conn.close()
+                self._local.rest = None
+                raise
+            if self.stage_times is not None:
+                self.stage_times.add("rpc_fetch", time.perf_counter() - sent)
+            if response.status == 200:
+                return body
+            text = body.decode("utf8", "replace").strip()[:300]
+            if response.status >= 500:
+                raise JSONRPCException({"code": RETRYABLE_PROXY_CODES[0], "message": f"HTTP {response.status}: {text}"})
+            if response.status == 404 and not text:  # Core's own 404s say what was not found; this is no handler
+                text = (
+                    "the node's REST interface is off: start bitcoind with -rest (rest=1 in bitcoin.conf),"
+                    " or set MQNODE_BTC_BLOCK_SOURCE=json"
+                )
+            raise RpcError(f"rest {path.split('/')[0]}", f"HTTP {response.status}: {text}", response.status)
+
+        return self._with_retries(f"rest {path.split('/')[0]}", get)
+
+    def get_raw_block(self, block_hash: str) -> tuple[dict[str, Any], bytes, bytes]:
+        """(getblockheader, the block's bytes, its spent outputs) for rawblock.map_raw_block."""
+        header = self.call("getblockheader", block_hash)
+        raw = self.rest_get(f"block/{block_hash}.bin")
+        return header, raw, self.rest_get(f"spenttxouts/{block_hash}.bin")
+
+    def fetch_block(self, block_hash: str, verbosity: int, source: str) -> Any:
+        """getblock's result (source "json"), or get_raw_block's three parts (source "rest")."""
+        if source == "rest":
+            return self.get_raw_block(block_hash)
+        return self.get_block(block_hash, verbosity)
+
     def iter_blocks(
         self,
         heights: Sequence[int],
@@ -338,8 +392,12 @@ class BitcoinRpc:
         hash_chunk: int = 500,
         transform: Callable[[dict[str, Any]], Any] | None = None,
         processes: int = 0,
+        source: str = "json",
     ) -> Iterator[Any]:
         """getblock for the heights in order, several fetches in flight ahead of the consumer.
+
+        ``source`` "rest" fetches each block as :meth:`get_raw_block`'s parts instead (``verbosity`` unused);
+        ``transform`` then takes that tuple (rawblock.map_raw_parts).
 
         ``transform`` (e.g. the mapper) runs where the block was fetched. With ``processes`` > 0 the
         fetch, JSON decoding and transform run in that many worker processes (each with its own
@@ -360,7 +418,7 @@ class BitcoinRpc:
             window = processes * 3
 
             def submit(block_hash: str) -> Future:
-                return executor.submit(_fetch_in_process, block_hash, verbosity, transform)
+                return executor.submit(_fetch_in_process, block_hash, verbosity, transform, source)
 
             def result_of(future: Future) -> Any:
                 value, seconds = future.result()
@@ -372,7 +430,7 @@ class BitcoinRpc:
             window = max(1, workers) * 2
 
             def fetch(block_hash: str) -> Any:
-                block = self.get_block(block_hash, verbosity)
+                block = self.fetch_block(block_hash, verbosity, source)
                 if self.stage_times is None:
                     return transform(block)
                 with self.stage_times.timed("map"):
@@ -416,10 +474,10 @@ def _init_fetch_process(config: RpcConfig, timed: bool = False) -> None:
 
 
 def _fetch_in_process(
-    block_hash: str, verbosity: int, transform: Callable[[dict[str, Any]], Any]
+    block_hash: str, verbosity: int, transform: Callable[[Any], Any], source: str = "json"
 ) -> tuple[Any, dict[str, float]]:
     """(transformed block, this call's stage seconds) in a worker process of iter_blocks."""
-    block = _process_rpc.get_block(block_hash, verbosity)
+    block = _process_rpc.fetch_block(block_hash, verbosity, source)
     times = _process_rpc.stage_times
     if times is None:
         return transform(block), {}
