@@ -260,22 +260,8 @@ class ColumnarDecoder:
         kernel = next((Path(pbk.__file__).parent / "_libs").glob("*bitcoinkernel*"))
         if self.lib.mq_init_wally(_wallycore.__file__.encode()) or self.lib.mq_init_kernel(str(kernel).encode()):
             raise RuntimeError("libwally-core or libbitcoinkernel: a symbol is missing")
-        max_tx, max_in = max_block_bytes // 60 + 1, max_block_bytes // 41 + 1  # smallest tx 60 B, input 41 B
-        self.c = c = self.ffi.new("mq_columns *")
-        self.arrays = []
-        for name, kind, n in (
-            ("txid", "unsigned char", 32 * max_tx),
-            *((f, "uint32_t", max_tx) for f in ("size", "weight", "n_in", "n_out", "utxo_count")),
-            *((f, "int64_t", max_tx) for f in ("out_value", "utxo_value", "utxo_script_bytes", "in_value")),
-            ("coinbase", "uint8_t", max_tx),
-            ("segwit", "uint8_t", max_tx),
-            ("prev_txid", "unsigned char", 32 * max_in),
-            ("prev_vout", "uint32_t", max_in),
-            ("prev_tx", "uint32_t", max_in),
-        ):
-            self.arrays.append(array := self.ffi.new(f"{kind}[]", n))
-            setattr(c, name, array)
-        c.max_tx, c.max_in = max_tx, max_in
+        self.c = self.ffi.new("mq_columns *")
+        self.arrays = rawblock.allocate_columns(self.ffi, self.c, max_block_bytes)
 
     def decode(self, raw: bytes, library: str) -> int:
         if library == "wally":
@@ -287,8 +273,7 @@ class ColumnarDecoder:
         return self.c.n_tx
 
     def _column(self, name: str, code: str, count: int) -> list:
-        width = {"I": 4, "q": 8, "B": 1}[code]
-        return memoryview(self.ffi.buffer(getattr(self.c, name), count * width)).cast(code).tolist()
+        return rawblock.read_column(self.ffi, self.c, name, code, count)
 
     def rows(self, height: int) -> list[tuple]:
         n = self.c.n_tx

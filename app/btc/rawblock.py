@@ -111,6 +111,33 @@ def _library() -> tuple[Any, Any]:
     return ffi, lib
 
 
+def allocate_columns(ffi: Any, c: Any, block_bytes: int) -> list[Any]:
+    """Arrays for every column of ``c`` (an mq_columns) large enough for any block of ``block_bytes``; the
+    caller keeps the returned list alive as long as ``c`` is used."""
+    max_tx, max_in = block_bytes // MIN_TX_BYTES + 1, block_bytes // MIN_INPUT_BYTES + 1
+    arrays = []
+    for name, kind, n in (
+        ("txid", "unsigned char", 32 * max_tx),
+        *((f, "uint32_t", max_tx) for f in ("size", "weight", "n_in", "n_out", "utxo_count")),
+        *((f, "int64_t", max_tx) for f in ("out_value", "utxo_value", "utxo_script_bytes", "in_value")),
+        ("coinbase", "uint8_t", max_tx),
+        ("segwit", "uint8_t", max_tx),
+        ("prev_txid", "unsigned char", 32 * max_in),
+        ("prev_vout", "uint32_t", max_in),
+        ("prev_tx", "uint32_t", max_in),
+    ):
+        arrays.append(array := ffi.new(f"{kind}[]", n))
+        setattr(c, name, array)
+    c.max_tx, c.max_in = max_tx, max_in
+    return arrays
+
+
+def read_column(ffi: Any, c: Any, name: str, code: str, count: int) -> list:
+    """The first ``count`` values of column ``name`` ("I" uint32, "q" int64, "B" uint8) as a list."""
+    width = {"I": 4, "q": 8, "B": 1}[code]
+    return memoryview(ffi.buffer(getattr(c, name), count * width)).cast(code).tolist()
+
+
 def _compact_size_length(n: int) -> int:
     return 1 if n < 0xFD else 3 if n <= 0xFFFF else 5 if n <= 0xFFFFFFFF else 9
 
@@ -125,30 +152,12 @@ class RawBlockDecoder:
         self._capacity = 0
 
     def _reserve(self, block_bytes: int) -> None:
-        if block_bytes <= self._capacity:
-            return
-        capacity = max(block_bytes, 1 << 20)
-        max_tx, max_in = capacity // MIN_TX_BYTES + 1, capacity // MIN_INPUT_BYTES + 1
-        c, new = self.c, self.ffi.new
-        self._arrays = []
-        for name, kind, n in (
-            ("txid", "unsigned char", 32 * max_tx),
-            *((f, "uint32_t", max_tx) for f in ("size", "weight", "n_in", "n_out", "utxo_count")),
-            *((f, "int64_t", max_tx) for f in ("out_value", "utxo_value", "utxo_script_bytes", "in_value")),
-            ("coinbase", "uint8_t", max_tx),
-            ("segwit", "uint8_t", max_tx),
-            ("prev_txid", "unsigned char", 32 * max_in),
-            ("prev_vout", "uint32_t", max_in),
-            ("prev_tx", "uint32_t", max_in),
-        ):
-            self._arrays.append(array := new(f"{kind}[]", n))
-            setattr(c, name, array)
-        c.max_tx, c.max_in = max_tx, max_in
-        self._capacity = capacity
+        if block_bytes > self._capacity:
+            self._capacity = max(block_bytes, 1 << 20)
+            self._arrays = allocate_columns(self.ffi, self.c, self._capacity)
 
     def _column(self, name: str, code: str, count: int) -> list:
-        width = {"I": 4, "q": 8, "B": 1}[code]
-        return memoryview(self.ffi.buffer(getattr(self.c, name), count * width)).cast(code).tolist()
+        return read_column(self.ffi, self.c, name, code, count)
 
     def map(self, header: dict[str, Any], raw: bytes, spent: bytes | None) -> MappedBlock:
         """Rows of one block: ``header`` is getblockheader's result, ``raw`` the block's bytes and ``spent``
