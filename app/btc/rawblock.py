@@ -72,9 +72,18 @@ def build_dir() -> Path:
     return Path(os.environ.get(BUILD_DIR_ENV) or Settings.__dataclass_fields__["build_dir"].default)
 
 
-@cache
+_build_lock = threading.Lock()
+
+
 def _library() -> tuple[Any, Any]:
-    """(ffi, lib) of raw_decode.c, built once per source, cffi and Python version and then loaded."""
+    """(ffi, lib) of raw_decode.c, built once per source, cffi and Python version and then loaded; one thread
+    builds while the others wait (cffi's compile changes the process's working directory while it runs)."""
+    with _build_lock:
+        return _load_library()
+
+
+@cache
+def _load_library() -> tuple[Any, Any]:
     try:
         with warnings.catch_warnings():  # SWIG's "builtin type ... has no __module__" on Python 3.12-
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -87,7 +96,7 @@ def _library() -> tuple[Any, Any]:
     source = SOURCE.read_text()
     key = hashlib.sha256(f"{source}{cffi.__version__}{CDEF}{sys.version}".encode()).hexdigest()[:16]
     built = build_dir() / f"{MODULE}-{key}.so"
-    _library.path = built
+    _load_library.path = built
     if not built.exists():
         builder = cffi.FFI()
         builder.cdef(CDEF)
@@ -245,7 +254,7 @@ def map_raw_parts(parts: tuple[dict[str, Any], bytes, bytes | None]) -> MappedBl
 def main() -> None:
     """`python -m app.btc.rawblock`: build (or find) the decoder now and print where it is; the image runs it."""
     _library()
-    print(_library.path)
+    print(_load_library.path)
 
 
 if __name__ == "__main__":
