@@ -33,6 +33,7 @@ from typing import Any
 
 from app.btc.mapper import MalformedBlockError, MappedBlock
 from app.settings import Settings
+from app.simnode.rawblock import varint_size
 
 SOURCE = Path(__file__).with_name("raw_decode.c")
 MODULE = "_mqnode_raw_decode"
@@ -147,10 +148,6 @@ def read_column(ffi: Any, c: Any, name: str, code: str, count: int) -> list:
     return memoryview(ffi.buffer(getattr(c, name), count * width)).cast(code).tolist()
 
 
-def _compact_size_length(n: int) -> int:
-    return 1 if n < 0xFD else 3 if n <= 0xFFFF else 5 if n <= 0xFFFFFFFF else 9
-
-
 class RawBlockDecoder:
     """Column arrays for one thread (the C call fills them; cffi releases the GIL while it runs)."""
 
@@ -211,7 +208,7 @@ class RawBlockDecoder:
             + (n_in[t], n_out[t], out_value[t], fees[t], utxo_count[t], utxo_value[t], utxo_bytes[t])
             for t in range(n)
         ]
-        block_weight = 4 * (80 + _compact_size_length(n)) + sum(weight)
+        block_weight = 4 * (80 + varint_size(n)) + sum(weight)
         previous = header.get("previousblockhash")
         if (previous or "0" * 64) != raw[4:36][::-1].hex() or header.get("merkleroot") != raw[36:68][::-1].hex():
             raise MalformedBlockError(f"{where}: the raw block's header differs from getblockheader's")
